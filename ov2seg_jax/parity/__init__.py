@@ -1,0 +1,1 @@
+"""Numerical parity with the PyTorch original: comparison rows, fixture loaders and checkers."""
