@@ -1,0 +1,1 @@
+"""Conversion of the original's checkpoints (detectron2 ``.pth`` / ``.pkl``) to Flax variables."""
