@@ -78,20 +78,28 @@ class ReplaySolver:
         return mine if ref is None else ref
 
 
-def match_indices_row(name: str, solver: ReplaySolver, ref_indices: np.ndarray,
-                      ref_cost: np.ndarray) -> Row:
+def match_indices_row(
+    name: str, solver: ReplaySolver, ref_indices: np.ndarray, ref_cost: np.ndarray
+) -> Row:
     """Exact comparison of the match indices, tie-aware.
 
     A step whose indices differ passes only if our optimal total cost (on our cost matrix) equals
     the original's total (its indices on its stored cost matrix) within 1e-5, i.e. the two
     solvers broke an exact tie differently.
     """
-    ours = (np.stack(solver.ours) if solver.ours
-            else np.zeros((0,) + ref_indices.shape[1:], np.int64))
+    ours = (
+        np.stack(solver.ours) if solver.ours else np.zeros((0,) + ref_indices.shape[1:], np.int64)
+    )
     criterion = f"exact (ties: total cost {TIE_TOTAL_COST_ATOL:g})"
     if ours.shape != ref_indices.shape:
-        return Row(name, float("nan"), float("nan"), criterion, False,
-                   f"shape {ours.shape} != reference {ref_indices.shape}")
+        return Row(
+            name,
+            float("nan"),
+            float("nan"),
+            criterion,
+            False,
+            f"shape {ours.shape} != reference {ref_indices.shape}",
+        )
     mismatches = int(np.sum(ours != ref_indices))
     differing = [i for i in range(ours.shape[0]) if not np.array_equal(ours[i], ref_indices[i])]
     if not differing:
@@ -103,9 +111,11 @@ def match_indices_row(name: str, solver: ReplaySolver, ref_indices: np.ndarray,
         gaps.append(abs(our_total - ref_total))
     worst = max(gaps)
     passed = worst <= TIE_TOTAL_COST_ATOL
-    note = (f"{mismatches} of {ref_indices.size} differ in {len(differing)} step(s); "
-            f"optimal totals differ by at most {worst:.2e}"
-            + ("; tie broken differently, later rows use the original's choice" if passed else ""))
+    note = (
+        f"{mismatches} of {ref_indices.size} differ in {len(differing)} step(s); "
+        f"optimal totals differ by at most {worst:.2e}"
+        + ("; tie broken differently, later rows use the original's choice" if passed else "")
+    )
     return Row(name, float(mismatches), mismatches / ref_indices.size, criterion, passed, note)
 
 
@@ -120,9 +130,14 @@ def _squeeze_batch(x: np.ndarray | None, ndim: int) -> np.ndarray | None:
     return x
 
 
-def tracking_rows(tag: str, result: TrackResult, solver: ReplaySolver,
-                  refs: Mapping[str, np.ndarray | None], cost_tol: Tolerance,
-                  notes: Mapping[str, str] | None = None) -> list[Row]:
+def tracking_rows(
+    tag: str,
+    result: TrackResult,
+    solver: ReplaySolver,
+    refs: Mapping[str, np.ndarray | None],
+    cost_tol: Tolerance,
+    notes: Mapping[str, str] | None = None,
+) -> list[Row]:
     """Rows for one tracked video. ``refs`` maps TrackResult field names to reference arrays
     (in TrackResult's layout; ``None`` = not available, no row)."""
     notes = notes or {}
@@ -142,8 +157,9 @@ def tracking_rows(tag: str, result: TrackResult, solver: ReplaySolver,
     for field, tol in tolerances.items():
         ref = refs.get(field)
         if ref is not None:
-            rows.append(compare(f"{tag}{field}", getattr(result, field), ref, tol,
-                                notes.get(field, "")))
+            rows.append(
+                compare(f"{tag}{field}", getattr(result, field), ref, tol, notes.get(field, ""))
+            )
     return rows
 
 
@@ -152,14 +168,17 @@ def tracking_rows(tag: str, result: TrackResult, solver: ReplaySolver,
 # --------------------------------------------------------------------------------------------
 
 
-def align_instances(ours_query, ours_label, ref_query, ref_label
-                    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+def align_instances(
+    ours_query, ours_label, ref_query, ref_label
+) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Positions of the (query, label) pairs common to both sides.
 
     Returns ``(ours_pos, ref_pos, only_ours, only_ref)``: ``ours_pos[i]`` and ``ref_pos[i]`` hold
     the same pair (listed in our order), plus the counts of pairs found on one side only.
     """
-    ref_pos_of = {(int(q), int(lab)): i for i, (q, lab) in enumerate(zip(ref_query, ref_label, strict=True))}
+    ref_pos_of = {
+        (int(q), int(lab)): i for i, (q, lab) in enumerate(zip(ref_query, ref_label, strict=True))
+    }
     ours_pos, ref_pos = [], []
     for i, (q, lab) in enumerate(zip(ours_query, ours_label, strict=True)):
         j = ref_pos_of.get((int(q), int(lab)))
@@ -167,25 +186,42 @@ def align_instances(ours_query, ours_label, ref_query, ref_label
             ours_pos.append(i)
             ref_pos.append(j)
     common = len(ours_pos)
-    return (np.asarray(ours_pos, np.int64), np.asarray(ref_pos, np.int64),
-            len(ours_query) - common, len(ref_query) - common)
+    return (
+        np.asarray(ours_pos, np.int64),
+        np.asarray(ref_pos, np.int64),
+        len(ours_query) - common,
+        len(ref_query) - common,
+    )
 
 
-def instance_rows(tag: str, ours: InstanceResult, ref_query: np.ndarray, ref_label: np.ndarray,
-                  refs: Mapping[str, np.ndarray | None],
-                  notes: Mapping[str, str] | None = None) -> tuple[list[Row], np.ndarray, np.ndarray]:
+def instance_rows(
+    tag: str,
+    ours: InstanceResult,
+    ref_query: np.ndarray,
+    ref_label: np.ndarray,
+    refs: Mapping[str, np.ndarray | None],
+    notes: Mapping[str, str] | None = None,
+) -> tuple[list[Row], np.ndarray, np.ndarray]:
     """Rows for the read-out, keyed by (query, label). ``refs`` may hold ``scores``,
     ``topk_flat_index``, ``pred_masks`` and ``frame_ignored`` in the reference's stored order.
     Returns the rows and the aligned positions (ours, reference)."""
     notes = notes or {}
     ours_pos, ref_pos, only_ours, only_ref = align_instances(
-        ours.query_index, ours.labels, ref_query, ref_label)
+        ours.query_index, ours.labels, ref_query, ref_label
+    )
     n_ref = len(ref_query)
     set_ok = only_ours == 0 and only_ref == 0 and len(ours.query_index) == n_ref
-    rows = [Row(f"{tag}(query, label) set", float(only_ours + only_ref),
-                (only_ours + only_ref) / max(n_ref, 1), "same set", set_ok,
-                f"{len(ours_pos)} of {n_ref} pairs common, {only_ours} only ours, "
-                f"{only_ref} only original's")]
+    rows = [
+        Row(
+            f"{tag}(query, label) set",
+            float(only_ours + only_ref),
+            (only_ours + only_ref) / max(n_ref, 1),
+            "same set",
+            set_ok,
+            f"{len(ours_pos)} of {n_ref} pairs common, {only_ours} only ours, "
+            f"{only_ref} only original's",
+        )
+    ]
     checks: dict[str, Tolerance | None] = {  # None: exact
         "scores": TOL_SCORES,
         "topk_flat_index": None,
@@ -230,8 +266,16 @@ def _case_rows(tag: str, store: Mapping[str, np.ndarray], case: str) -> list[Row
     inputs = [get(k) for k in WINDOW_KEYS]
     if any(x is None for x in inputs):
         missing = [k for k, x in zip(WINDOW_KEYS, inputs, strict=True) if x is None]
-        return [Row(f"{tag}inputs", float("nan"), float("nan"), "present", False,
-                    f"case {case!r} lacks {missing}")]
+        return [
+            Row(
+                f"{tag}inputs",
+                float("nan"),
+                float("nan"),
+                "present",
+                False,
+                f"case {case!r} lacks {missing}",
+            )
+        ]
     embds, logits, obj, masks = inputs
     solver = ReplaySolver(get("match_indices"))
     result = track_video(embds, logits, obj, masks, solver=solver)
@@ -250,14 +294,23 @@ def _case_rows(tag: str, store: Mapping[str, np.ndarray], case: str) -> list[Row
 def _instance_inference_rows(tag: str, store: Mapping[str, np.ndarray]) -> list[Row]:
     q, c1 = store["mask_cls"].shape
     top_k = int(store["topk"]) if "topk" in store else int(store["out_scores"].shape[0])
-    ours = instance_inference(store["mask_cls"], store["mask_object_cls"], store["mask_pred"],
-                              store["mask_per_frame_cls"], store["mask_per_frame_object_cls"], top_k)
+    ours = instance_inference(
+        store["mask_cls"],
+        store["mask_object_cls"],
+        store["mask_pred"],
+        store["mask_per_frame_cls"],
+        store["mask_per_frame_object_cls"],
+        top_k,
+    )
     ref_query = np.asarray(store["out_query_index"])
     ref_label = np.asarray(store["out_labels"])
     refs = {
         "scores": _optional(store, "out_scores"),
-        "topk_flat_index": (_optional(store, "out_topk_flat_index")
-                            if "out_topk_flat_index" in store else ref_query * (c1 - 1) + ref_label),
+        "topk_flat_index": (
+            _optional(store, "out_topk_flat_index")
+            if "out_topk_flat_index" in store
+            else ref_query * (c1 - 1) + ref_label
+        ),
         "pred_masks": _optional(store, "out_pred_masks"),
         "frame_ignored": _optional(store, "out_frame_ignored"),
     }
@@ -285,7 +338,9 @@ def check_tracking_dir(path: str) -> list[Row]:
             store = {k: f[k] for k in f.files}
         rows += _instance_inference_rows(f"{name}/instance_inference/", store)
     if not rows:
-        raise FileNotFoundError(f"no synthetic_tracking.npz or synthetic_instance_inference.npz in {path}")
+        raise FileNotFoundError(
+            f"no synthetic_tracking.npz or synthetic_instance_inference.npz in {path}"
+        )
     return rows
 
 
@@ -307,8 +362,9 @@ def _slot_permutations(match_indices: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(q, dtype=np.int64)[None], match_indices.astype(np.int64)])
 
 
-def rebuild_reference(window: Mapping[str, np.ndarray], match_indices: np.ndarray
-                      ) -> dict[str, np.ndarray]:
+def rebuild_reference(
+    window: Mapping[str, np.ndarray], match_indices: np.ndarray
+) -> dict[str, np.ndarray]:
     """What the original's tracker produced, rebuilt from its window outputs and match indices.
 
     Used for arrays a fixture does not store (the README states they are exactly these gathers
@@ -328,9 +384,11 @@ def rebuild_reference(window: Mapping[str, np.ndarray], match_indices: np.ndarra
     }
 
 
-def _sizes(inst: Mapping[str, np.ndarray], clip: Mapping[str, np.ndarray] | None
-           ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+def _sizes(
+    inst: Mapping[str, np.ndarray], clip: Mapping[str, np.ndarray] | None
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """(padded_size, image_size, output_size) from instances.npz, falling back to clip.npz."""
+
     def pair(x) -> tuple[int, int]:
         v = np.asarray(x).reshape(-1)
         return int(v[0]), int(v[1])
@@ -340,7 +398,9 @@ def _sizes(inst: Mapping[str, np.ndarray], clip: Mapping[str, np.ndarray] | None
     elif clip is not None and "height" in clip and "width" in clip:
         output = (int(clip["height"]), int(clip["width"]))
     else:
-        raise KeyError("neither instances.npz (output_size) nor clip.npz (height, width) gives the output size")
+        raise KeyError(
+            "neither instances.npz (output_size) nor clip.npz (height, width) gives the output size"
+        )
     if "image_size" in inst:
         image = pair(inst["image_size"])
     elif clip is not None and "frames" in clip:
@@ -362,8 +422,13 @@ def _unpack_masks(inst: Mapping[str, np.ndarray]) -> np.ndarray | None:
     return bits.reshape(shape).astype(bool)
 
 
-def check_post_processing(window_outputs: Mapping[str, np.ndarray], fixture_dir: str,
-                          prefix: str = "", *, cost_tol: Tolerance = TOL_COST_MODEL) -> list[Row]:
+def check_post_processing(
+    window_outputs: Mapping[str, np.ndarray],
+    fixture_dir: str,
+    prefix: str = "",
+    *,
+    cost_tol: Tolerance = TOL_COST_MODEL,
+) -> list[Row]:
     """Track ``window_outputs`` and read out instances; compare with ``{prefix}post_processing.npz``
     and ``{prefix}instances.npz`` in ``fixture_dir``.
 
@@ -380,7 +445,9 @@ def check_post_processing(window_outputs: Mapping[str, np.ndarray], fixture_dir:
     pp = _load(os.path.join(fixture_dir, f"{prefix}post_processing.npz"))
     inst = _load(os.path.join(fixture_dir, f"{prefix}instances.npz"))
     if pp is None or inst is None:
-        raise FileNotFoundError(f"{fixture_dir} lacks {prefix}post_processing.npz or {prefix}instances.npz")
+        raise FileNotFoundError(
+            f"{fixture_dir} lacks {prefix}post_processing.npz or {prefix}instances.npz"
+        )
     clip = _load(os.path.join(fixture_dir, f"{prefix}clip.npz"))
     ref_window = _load(os.path.join(fixture_dir, f"{prefix}window_outputs.npz"))
 
@@ -412,8 +479,14 @@ def check_post_processing(window_outputs: Mapping[str, np.ndarray], fixture_dir:
     ref_query = np.asarray(inst["query_index"])
     ref_label = np.asarray(inst["labels"])
     top_k = int(inst["scores"].shape[0])
-    ours = instance_inference(result.pred_logits, result.pred_obj_logits, result.pred_masks,
-                              result.pred_per_frame_logits, result.pred_per_frame_obj_logits, top_k)
+    ours = instance_inference(
+        result.pred_logits,
+        result.pred_obj_logits,
+        result.pred_masks,
+        result.pred_per_frame_logits,
+        result.pred_per_frame_obj_logits,
+        top_k,
+    )
     inst_refs = {
         "scores": _optional(inst, "scores"),
         "topk_flat_index": _optional(inst, "topk_flat_index"),
@@ -424,13 +497,18 @@ def check_post_processing(window_outputs: Mapping[str, np.ndarray], fixture_dir:
     if inst_refs["frame_ignored"] is not None:
         ign = inst_refs["frame_ignored"]
         inst_notes["frame_ignored"] = f"{int(np.sum(ign))} of {ign.size} frames ignored"
-    if inst_refs["pred_masks"] is None and rebuilt is not None and inst_refs["frame_ignored"] is not None:
+    if (
+        inst_refs["pred_masks"] is None
+        and rebuilt is not None
+        and inst_refs["frame_ignored"] is not None
+    ):
         masks = rebuilt["pred_masks"][ref_query].copy()
         masks[inst_refs["frame_ignored"]] = np.float32(-1.0)
         inst_refs["pred_masks"] = masks
         inst_notes["pred_masks"] = "rebuilt from stored window outputs, indices, frame_ignored"
-    inst_rows, ours_pos, ref_pos = instance_rows(tag + "instances.", ours, ref_query, ref_label,
-                                                 inst_refs, inst_notes)
+    inst_rows, ours_pos, ref_pos = instance_rows(
+        tag + "instances.", ours, ref_query, ref_label, inst_refs, inst_notes
+    )
     rows += inst_rows
 
     # ---- final binary masks -------------------------------------------------------------------
@@ -442,6 +520,13 @@ def check_post_processing(window_outputs: Mapping[str, np.ndarray], fixture_dir:
         note = f"{int(np.sum(final != ref_final[ref_pos]))} of {final.size} pixels differ"
         if near is not None:
             note += f"; original has {int(near)} resized logits within 1e-3 of 0"
-        rows.append(compare_fraction(f"{tag}instances.masks_final (by query, label)", final,
-                                     ref_final[ref_pos], MAX_MASK_PIXEL_FRACTION, note))
+        rows.append(
+            compare_fraction(
+                f"{tag}instances.masks_final (by query, label)",
+                final,
+                ref_final[ref_pos],
+                MAX_MASK_PIXEL_FRACTION,
+                note,
+            )
+        )
     return rows

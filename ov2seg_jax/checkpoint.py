@@ -1,0 +1,82 @@
+"""Model checkpoints for inference: Orbax variables plus the text classifier and architecture.
+
+Layout of a model directory::
+
+    DIR/variables/        Orbax checkpoint of {"params": ..., "frozen": ...}
+    DIR/model_config.json the ``config.model`` it was made for (architecture check on restore)
+    DIR/classifier.npy    (C, D) text embeddings that came with the checkpoint (optional)
+
+Restoring goes against ``jax.eval_shape`` targets built from the config, so a checkpoint of
+another architecture fails with a list of what differs instead of a deep Orbax error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ov2seg_jax.convert.converter import flatten_paths
+
+VARIABLES = "variables"
+MODEL_CONFIG = "model_config.json"
+CLASSIFIER = "classifier.npy"
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint on disk does not fit the model the config describes."""
+
+
+def save_model(directory: str, variables, model_cfg: ml_collections.ConfigDict,
+               classifier: np.ndarray | None = None) -> str:
+    """Write the model directory (overwrites an existing one); returns its absolute path."""
+    directory = os.path.abspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(os.path.join(directory, VARIABLES), variables, force=True)
+    with open(os.path.join(directory, MODEL_CONFIG), "w") as f:
+        f.write(model_cfg.to_json(indent=2))
+    if classifier is not None:
+        np.save(os.path.join(directory, CLASSIFIER), np.asarray(classifier, np.float32))
+    return directory
+
+
+def load_model_config(directory: str) -> ml_collections.ConfigDict:
+    path = os.path.join(directory, MODEL_CONFIG)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {directory} is not a model directory "
+                                "written by --mode convert (or training)")
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def load_model(directory: str, abstract_variables) -> dict:
+    """Restore the variables of ``directory`` onto the shapes of ``abstract_variables``."""
+    directory = os.path.abspath(directory)
+    path = os.path.join(directory, VARIABLES)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"no Orbax variables at {path}")
+    with ocp.StandardCheckpointer() as ckptr:
+        stored = ckptr.metadata(path)
+        stored_tree = getattr(stored, "item_metadata", stored)
+        want = {k: tuple(v.shape) for k, v in flatten_paths(abstract_variables).items()}
+        have = {k: tuple(v.shape) for k, v in flatten_paths(dict(stored_tree)).items()}
+        problems = [f"missing in checkpoint: {k}" for k in sorted(set(want) - set(have))]
+        problems += [f"not in model: {k}" for k in sorted(set(have) - set(want))]
+        problems += [f"shape of {k}: checkpoint {have[k]} vs model {want[k]}"
+                     for k in sorted(set(want) & set(have)) if want[k] != have[k]]
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            raise CheckpointMismatchError(
+                f"{path} does not fit this config's model ({len(problems)} differences):\n  {shown}")
+        return ckptr.restore(path, jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_variables))
+
+
+def load_classifier(directory: str) -> np.ndarray | None:
+    path = os.path.join(directory, CLASSIFIER)
+    return np.load(path) if os.path.isfile(path) else None
