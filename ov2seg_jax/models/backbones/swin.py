@@ -1,0 +1,405 @@
+"""Swin Transformer backbone, computing what the original's ``D2SwinTransformer`` computes.
+
+The original (``ov2seg/modeling/backbone/swin.py``, Mask2Former's copy of the Swin detection
+backbone) is reproduced operation for operation, in NHWC:
+
+* patch embedding: a ``patch_size`` x ``patch_size`` convolution with stride ``patch_size`` (the
+  image is first zero-padded at the bottom/right to a multiple of it), then a LayerNorm;
+* four stages of pre-norm blocks. In every block the LayerNorm-ed token grid is zero-padded at the
+  bottom/right to a multiple of the window; the padded tokens *take part* in attention (their
+  q, k, v are the projection biases, nothing masks them) and are cropped off afterwards. Odd blocks
+  roll the padded grid by ``-window // 2`` on both axes before cutting windows (and by ``+window // 2``
+  after), adding -100 to logits between tokens of different shift regions;
+* patch merging between stages (sub-grids [even rows, even cols], [odd rows, even cols],
+  [even rows, odd cols], [odd rows, odd cols] concatenated on channels, LayerNorm, bias-free linear);
+* per-stage output LayerNorms ``norm0`` .. ``norm3``.
+
+All LayerNorms use eps 1e-5 and two-pass variance; GELU is the exact (erf) one. Windowed attention
+runs as batched einsums over all windows of all images at once; window padding, roll and masks are
+built from static shapes (the mask in numpy).
+
+Submodule names mirror the original's state-dict names (``patch_embed/proj``,
+``layers_{s}/blocks_{b}/attn/qkv``, ``layers_{s}/downsample/reduction``, ``norm{i}``...), so the
+conversion table in :mod:`ov2seg_jax.convert.swin_rules` is a direct renaming.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.typing import Dtype
+
+from ov2seg_jax.parity.manifest import swin_relative_position_index
+
+LN_EPS = 1e-5
+
+
+def _layer_norm(name: str, dtype: Dtype) -> nn.LayerNorm:
+    """torch.nn.LayerNorm equivalent: eps 1e-5, variance as E[(x - mean)^2]."""
+    return nn.LayerNorm(epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, name=name)
+
+
+@functools.lru_cache(maxsize=64)
+def shift_window_mask(hp: int, wp: int, window_size: int, shift_size: int) -> np.ndarray:
+    """Additive attention mask of shifted windows: (nW, w*w, w*w) float32 of 0 / -100.
+
+    ``hp``, ``wp`` are the padded grid size (multiples of ``window_size``). Each position of the
+    rolled grid gets a label from its row band and column band, the bands being
+    ``[0, n - w)``, ``[n - w, n - s)``, ``[n - s, n)``; query/key pairs in one window whose labels
+    differ get -100. Windows are in row-major order over the grid, tokens row-major in a window.
+    """
+    if hp % window_size or wp % window_size:
+        raise ValueError(f"padded grid {hp}x{wp} is not a multiple of window {window_size}")
+
+    def bands(n: int) -> np.ndarray:
+        lab = np.zeros(n, np.int64)
+        lab[n - window_size:] = 1  # n >= w always; the first band is empty when n == w
+        lab[n - shift_size:] = 2
+        return lab
+
+    labels = bands(hp)[:, None] * 3 + bands(wp)[None, :]  # (hp, wp)
+    win = _partition_np(labels, window_size)  # (nW, w*w)
+    diff = win[:, None, :] != win[:, :, None]
+    return np.where(diff, np.float32(-100.0), np.float32(0.0)).astype(np.float32)
+
+
+def _partition_np(grid: np.ndarray, w: int) -> np.ndarray:
+    """(H, W) -> (nW, w*w), windows row-major, tokens row-major inside a window."""
+    h, wd = grid.shape
+    g = grid.reshape(h // w, w, wd // w, w).transpose(0, 2, 1, 3)
+    return g.reshape(-1, w * w)
+
+
+def window_partition(x: jax.Array, w: int) -> jax.Array:
+    """(B, Hp, Wp, C) -> (B, nW, w*w, C), windows row-major over the grid."""
+    b, hp, wp, c = x.shape
+    x = x.reshape(b, hp // w, w, wp // w, w, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, (hp // w) * (wp // w), w * w, c)
+
+
+def window_merge(windows: jax.Array, w: int, hp: int, wp: int) -> jax.Array:
+    """Inverse of :func:`window_partition`: (B, nW, w*w, C) -> (B, Hp, Wp, C)."""
+    b, _, _, c = windows.shape
+    x = windows.reshape(b, hp // w, wp // w, w, w, c).transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, hp, wp, c)
+
+
+def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[float]:
+    """Per-block stochastic-depth rates rising linearly from 0 to ``drop_path_rate``."""
+    return [float(r) for r in np.linspace(0.0, drop_path_rate, sum(depths), dtype=np.float32)]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm's ``DropPath``); identity when not training.
+
+    Training draws one Bernoulli(1 - rate) per batch element from the ``'dropout'`` rng and scales
+    kept samples by 1 / (1 - rate).
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        if not train or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+        return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a learned relative position bias.
+
+    Input (B, nW, N, C) with N = window_size**2 tokens per window; optional additive mask
+    (nW, N, N) shared by heads and images. Output (B, nW, N, C).
+    """
+
+    dim: int
+    num_heads: int
+    window_size: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, mask: np.ndarray | None = None) -> jax.Array:
+        b, nw, n, c = x.shape
+        heads = self.num_heads
+        head_dim = c // heads
+        w = self.window_size
+        table = self.param(
+            "relative_position_bias_table",
+            nn.initializers.truncated_normal(stddev=0.02),
+            ((2 * w - 1) ** 2, heads),
+            jnp.float32,
+        )
+        qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
+        qkv = qkv.reshape(b, nw, n, 3, heads, head_dim)
+        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]  # (B, nW, N, h, d)
+        q = q * jnp.asarray(head_dim ** -0.5, q.dtype)
+        logits = jnp.einsum("bwnhd,bwmhd->bwhnm", q, k)  # (B, nW, h, N, N)
+
+        index = swin_relative_position_index(w).reshape(-1).astype(np.int32)
+        bias = jnp.take(table, jnp.asarray(index), axis=0).reshape(n, n, heads)
+        # bias, mask and softmax in at least float32 so a bf16 compute dtype does not round them
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+        logits = logits + jnp.transpose(bias, (2, 0, 1))[None, None].astype(logits.dtype)
+        if mask is not None:
+            logits = logits + jnp.asarray(mask, logits.dtype)[None, :, None]
+        attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+
+        out = jnp.einsum("bwhnm,bwmhd->bwnhd", attn, v).reshape(b, nw, n, c)
+        return nn.Dense(c, dtype=self.dtype, name="proj")(out)
+
+
+class Mlp(nn.Module):
+    """fc1 (C -> hidden), exact GELU, fc2 (hidden -> C)."""
+
+    dim: int
+    hidden_dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
+        x = jax.nn.gelu(x, approximate=False)
+        return nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x)
+
+
+class SwinBlock(nn.Module):
+    """One Swin block on tokens (B, H*W, C) of a static (H, W) grid; returns (B, H*W, C).
+
+    ``shift_size`` 0 gives plain windows, > 0 shifted windows (the caller passes the matching
+    mask from :func:`shift_window_mask` for the padded grid).
+    """
+
+    dim: int
+    num_heads: int
+    window_size: int
+    shift_size: int = 0
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.0
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        x: jax.Array,
+        hw: tuple[int, int],
+        mask: np.ndarray | None = None,
+        *,
+        train: bool = False,
+    ) -> jax.Array:
+        h, wd = hw
+        b, length, c = x.shape
+        if length != h * wd:
+            raise ValueError(f"{length} tokens do not form a {h}x{wd} grid")
+        w, s = self.window_size, self.shift_size
+        if s > 0 and mask is None:
+            raise ValueError("a shifted block needs its shift mask")
+        drop = DropPath(self.drop_path)
+
+        y = _layer_norm("norm1", self.dtype)(x).reshape(b, h, wd, c)
+        hp, wp = -(-h // w) * w, -(-wd // w) * w
+        if hp != h or wp != wd:
+            y = jnp.pad(y, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0)))
+        if s > 0:
+            y = jnp.roll(y, (-s, -s), axis=(1, 2))
+        windows = window_partition(y, w)
+        windows = WindowAttention(c, self.num_heads, w, dtype=self.dtype, name="attn")(
+            windows, mask if s > 0 else None)
+        y = window_merge(windows, w, hp, wp)
+        if s > 0:
+            y = jnp.roll(y, (s, s), axis=(1, 2))
+        y = y[:, :h, :wd, :].reshape(b, h * wd, c)
+
+        x = x + drop(y, train=train)
+        hidden = int(self.dim * self.mlp_ratio)
+        z = Mlp(self.dim, hidden, dtype=self.dtype, name="mlp")(_layer_norm("norm2", self.dtype)(x))
+        return x + drop(z, train=train)
+
+
+class PatchMerging(nn.Module):
+    """(B, H*W, C) on an (H, W) grid -> (B, ceil(H/2)*ceil(W/2), 2C); odd sides zero-padded."""
+
+    dim: int
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, hw: tuple[int, int]) -> jax.Array:
+        h, wd = hw
+        b, _, c = x.shape
+        x = x.reshape(b, h, wd, c)
+        if h % 2 or wd % 2:
+            x = jnp.pad(x, ((0, 0), (0, h % 2), (0, wd % 2), (0, 0)))
+        x = jnp.concatenate(
+            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
+        x = x.reshape(b, -1, 4 * c)
+        x = _layer_norm("norm", self.dtype)(x)
+        return nn.Dense(2 * self.dim, use_bias=False, dtype=self.dtype, name="reduction")(x)
+
+
+class SwinStage(nn.Module):
+    """One stage (the original's ``BasicLayer``): ``depth`` blocks, then optional patch merging.
+
+    Takes tokens (B, H*W, C) on a static (H, W) grid. Returns ``(out, (H, W), down, (Hd, Wd))``:
+    ``out`` (B, H*W, C) is the stage output before its output norm; ``down`` is the merged tokens
+    (B, Hd*Wd, 2C) with Hd = ceil(H/2), Wd = ceil(W/2), or ``out`` and (H, W) again without
+    ``downsample``.
+    """
+
+    dim: int
+    depth: int
+    num_heads: int
+    window_size: int
+    mlp_ratio: float = 4.0
+    drop_path: tuple[float, ...] = ()
+    downsample: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, hw: tuple[int, int], *, train: bool = False
+    ) -> tuple[jax.Array, tuple[int, int], jax.Array, tuple[int, int]]:
+        h, wd = int(hw[0]), int(hw[1])
+        w = self.window_size
+        shift = w // 2
+        hp, wp = -(-h // w) * w, -(-wd // w) * w
+        mask = shift_window_mask(hp, wp, w, shift) if self.depth > 1 else None
+        rates = self.drop_path or (0.0,) * self.depth
+        for i in range(self.depth):
+            x = SwinBlock(
+                self.dim, self.num_heads, w,
+                shift_size=0 if i % 2 == 0 else shift,
+                mlp_ratio=self.mlp_ratio, drop_path=rates[i], dtype=self.dtype,
+                name=f"blocks_{i}",
+            )(x, (h, wd), mask if i % 2 else None, train=train)
+        if not self.downsample:
+            return x, (h, wd), x, (h, wd)
+        down = PatchMerging(self.dim, dtype=self.dtype, name="downsample")(x, (h, wd))
+        return x, (h, wd), down, ((h + 1) // 2, (wd + 1) // 2)
+
+
+BasicLayer = SwinStage
+
+
+class PatchEmbed(nn.Module):
+    """(B, H, W, 3) -> (B, H/p, W/p, embed_dim): stride-p conv (input zero-padded to multiples of
+    p at the bottom/right) and an optional LayerNorm."""
+
+    embed_dim: int
+    patch_size: int = 4
+    patch_norm: bool = True
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        p = self.patch_size
+        _, h, w, _ = x.shape
+        if h % p or w % p:
+            x = jnp.pad(x, ((0, 0), (0, -h % p), (0, -w % p), (0, 0)))
+        x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
+                    name="proj")(x)
+        if self.patch_norm:
+            x = _layer_norm("norm", self.dtype)(x)
+        return x
+
+
+class SwinTransformer(nn.Module):
+    """The Swin backbone (no absolute position embedding, as every Mask2Former/OV2Seg config).
+
+    ``__call__`` takes normalised, padded NHWC images (N, H, W, 3) and returns
+    ``{"res2": (N, H/4, W/4, C), "res3": (N, H/8, W/8, 2C), "res4": (N, H/16, W/16, 4C),
+    "res5": (N, H/32, W/32, 8C)}`` (C = ``embed_dim``; entries for ``out_indices`` only), each
+    after its output LayerNorm ``norm{i}``. Sides that are not multiples of 32 follow the
+    original's rounding (patch embed pads up, patch merging rounds up).
+    """
+
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int
+    mlp_ratio: float = 4.0
+    patch_size: int = 4
+    patch_norm: bool = True
+    drop_path_rate: float = 0.3
+    out_indices: tuple[int, ...] = (0, 1, 2, 3)
+    dtype: Dtype = jnp.float32
+
+    @property
+    def num_features(self) -> tuple[int, ...]:
+        """Channel width of each stage's output."""
+        return tuple(self.embed_dim * 2 ** i for i in range(len(self.depths)))
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
+        if len(self.depths) != len(self.num_heads):
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+        x = PatchEmbed(self.embed_dim, self.patch_size, self.patch_norm, dtype=self.dtype,
+                       name="patch_embed")(x)
+        b, h, w, c = x.shape
+        x = x.reshape(b, h * w, c)
+        rates = drop_path_rates(tuple(self.depths), self.drop_path_rate)
+        num_layers = len(self.depths)
+        outs: dict[str, jax.Array] = {}
+        start = 0
+        for i in range(num_layers):
+            depth = self.depths[i]
+            dim = self.num_features[i]
+            out, (ho, wo), x, (h, w) = SwinStage(
+                dim, depth, self.num_heads[i], self.window_size,
+                mlp_ratio=self.mlp_ratio,
+                drop_path=tuple(rates[start:start + depth]),
+                downsample=i < num_layers - 1,
+                dtype=self.dtype,
+                name=f"layers_{i}",
+            )(x, (h, w), train=train)
+            start += depth
+            if i in self.out_indices:
+                out = _layer_norm(f"norm{i}", self.dtype)(out)
+                outs[f"res{i + 2}"] = out.reshape(b, ho, wo, dim)
+        return outs
+
+
+@dataclasses.dataclass(frozen=True)
+class SwinSize:
+    """Architecture sizes of one Swin variant (``pretrain_img_size`` only matters with APE)."""
+
+    embed_dim: int
+    depths: tuple[int, ...]
+    num_heads: tuple[int, ...]
+    window_size: int
+    pretrain_img_size: int
+
+
+SWIN_PRESETS: dict[str, SwinSize] = {
+    "tiny": SwinSize(96, (2, 2, 6, 2), (3, 6, 12, 24), 7, 224),
+    "small": SwinSize(96, (2, 2, 18, 2), (3, 6, 12, 24), 7, 224),
+    "base": SwinSize(128, (2, 2, 18, 2), (4, 8, 16, 32), 12, 384),
+    "large": SwinSize(192, (2, 2, 18, 2), (6, 12, 24, 48), 12, 384),
+}
+_ALIASES = {"t": "tiny", "s": "small", "b": "base", "l": "large"}
+
+
+def swin_preset(name: str) -> SwinSize:
+    """Sizes of ``'tiny'``/``'small'``/``'base'``/``'large'`` (or ``'T'``, ``'S'``, ``'B'``, ``'L'``)."""
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key not in SWIN_PRESETS:
+        raise KeyError(f"unknown Swin preset {name!r}; known: {sorted(SWIN_PRESETS)}")
+    return SWIN_PRESETS[key]
+
+
+def swin_from_preset(name: str, **overrides: Any) -> SwinTransformer:
+    """A :class:`SwinTransformer` with a preset's sizes; ``overrides`` set the other fields
+    (``drop_path_rate``, ``out_indices``, ``dtype``, ...)."""
+    size = swin_preset(name)
+    fields = dict(embed_dim=size.embed_dim, depths=size.depths, num_heads=size.num_heads,
+                  window_size=size.window_size)
+    fields.update(overrides)
+    return SwinTransformer(**fields)
