@@ -44,7 +44,8 @@ def get_config() -> ConfigDict:
         matmul_precision="highest"))
 
     # --mode convert: an original checkpoint (.pth / .pkl) to an Orbax checkpoint in workdir.
-    c.convert = ConfigDict(dict(source="", allow_partial=False))
+    # infer_architecture reads the model sizes off the checkpoint instead of config.model.
+    c.convert = ConfigDict(dict(source="", allow_partial=False, infer_architecture=False))
     # Orbax checkpoint of the model variables; empty means WORKDIR/checkpoint.
     c.checkpoint = ConfigDict(dict(path=""))
     # --mode predict: a folder of frames (sorted by name); results go to WORKDIR/predict.

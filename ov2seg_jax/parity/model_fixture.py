@@ -33,7 +33,7 @@ from ov2seg_jax.convert.readers import load_state_dict
 from ov2seg_jax.models.ov2seg import build_model
 from ov2seg_jax.models.preprocess import normalize_and_pad
 from ov2seg_jax.parity.manifest import regenerate_state_dict
-from ov2seg_jax.parity.report import Row, Tolerance, compare
+from ov2seg_jax.parity.report import Row, Tolerance, compare, compare_exact
 from ov2seg_jax.parity.tracking_fixture import check_post_processing
 
 FEATURES = Tolerance(atol=1e-4, rtol=1e-4)
@@ -145,6 +145,29 @@ def _stage_rows(fixture_dir: str, first, images0) -> list[Row]:
     return rows
 
 
+def _swin_unit_rows(fixture_dir: str, fm: FixtureModel) -> list[Row]:
+    """The first Swin stage applied to a stored odd-sized token grid (``swin_stage1_unit.npz``)."""
+    from ov2seg_jax.models.backbones.swin import SwinBlock, SwinStage, shift_window_mask
+
+    unit = np.load(os.path.join(fixture_dir, "swin_stage1_unit.npz"))
+    bb = fm.config.backbone
+    dim, heads, win = bb.embed_dim, bb.num_heads[0], bb.window_size
+    stage = {"params": fm.converted.variables["params"]["backbone"]["layers_0"]}
+    hw = (int(unit["H"]), int(unit["W"]))
+    x = jnp.asarray(unit["x"])
+    block0 = SwinBlock(dim, heads, win).apply({"params": stage["params"]["blocks_0"]}, x, hw)
+    out, _, merged, merged_hw = SwinStage(dim, bb.depths[0], heads, win).apply(stage, x, hw)
+    grid = tuple(-(-n // win) * win for n in hw)
+    rows = [compare("swin_unit/block0", block0, unit["block0"], FEATURES),
+            compare("swin_unit/block1", out, unit["block1"], FEATURES),
+            compare("swin_unit/merged", merged, unit["merged"], FEATURES),
+            compare_exact("swin_unit/merged_hw", np.asarray(merged_hw), unit["merged_hw"])]
+    if "shift_attn_mask" in unit:
+        rows.append(compare_exact("swin_unit/shift_attn_mask",
+                                  shift_window_mask(*grid, win, win // 2), unit["shift_attn_mask"]))
+    return rows
+
+
 def _window_rows(fixture_dir: str, window: dict, prefix: str) -> list[Row]:
     path = os.path.join(fixture_dir, f"{prefix}window_outputs.npz")
     if not os.path.exists(path):
@@ -161,6 +184,8 @@ def check_model_dir(fixture_dir: str) -> list[Row]:
     report = fm.converted.report
     rows = [Row(f"conversion ({fm.weights_source})", 0.0, 0.0, "all keys accounted", report.ok,
                 f"{report.converted} tensors")]
+    if os.path.exists(os.path.join(fixture_dir, "swin_stage1_unit.npz")):
+        rows += _swin_unit_rows(fixture_dir, fm)
     clips = sorted(glob.glob(os.path.join(fixture_dir, "*clip.npz")))
     if not clips:
         raise FileNotFoundError(f"{fixture_dir}: no clip.npz to run")

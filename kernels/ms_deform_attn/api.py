@@ -1,0 +1,171 @@
+"""Public entry point of the multi-scale deformable attention core: input checks and dispatch.
+
+The model calls :func:`ms_deform_attn` and never an implementation directly, so that faster
+kernels (Pallas on GPU or TPU) can be added behind the ``implementation`` switch without touching
+the model. Every call validates shapes and dtypes up front, while they are still static, and
+raises an error naming the offending argument: a shape slip in the model then fails loudly at
+trace time instead of producing a silently wrong gather.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kernels.ms_deform_attn.reference import SpatialShapes, ms_deform_attn_reference
+
+Implementation = Callable[[jax.Array, SpatialShapes, jax.Array, jax.Array], jax.Array]
+
+# Implementations that run here; "auto" picks the best of them for the current backend.
+_IMPLEMENTATIONS: dict[str, Implementation] = {"xla": ms_deform_attn_reference}
+# Names kept for kernels that later work adds; asking for them now is an error.
+_RESERVED: tuple[str, ...] = ("pallas_gpu", "pallas_tpu")
+
+
+def available_implementations() -> tuple[str, ...]:
+    """Names of the concrete implementations that can run (``"auto"`` excluded)."""
+    return tuple(_IMPLEMENTATIONS)
+
+
+def resolve_implementation(implementation: str) -> str:
+    """Map ``implementation`` to a concrete name, or raise ValueError saying what is available."""
+    available = ", ".join(repr(name) for name in ("auto", *_IMPLEMENTATIONS))
+    if implementation == "auto":
+        return "xla"
+    if implementation in _IMPLEMENTATIONS:
+        return implementation
+    if implementation in _RESERVED:
+        raise ValueError(
+            f"ms_deform_attn: implementation={implementation!r} is not available yet (reserved for "
+            f"a Pallas kernel); available implementations: {available}"
+        )
+    raise ValueError(
+        f"ms_deform_attn: unknown implementation={implementation!r}; expected one of {available}"
+    )
+
+
+def normalize_spatial_shapes(spatial_shapes: Sequence[Sequence[int]] | np.ndarray) -> SpatialShapes:
+    """Turn a static (L, 2) collection of (H, W) into a tuple of tuples of Python ints."""
+    try:
+        shapes = np.asarray(spatial_shapes)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError) as err:
+        raise TypeError(
+            "ms_deform_attn: spatial_shapes must be static (a tuple of (H, W) Python ints or a "
+            "numpy array), not a traced array; close over it or mark it static under jit"
+        ) from err
+    except ValueError as err:  # ragged nesting
+        raise ValueError(
+            "ms_deform_attn: spatial_shapes must be a sequence of (H, W) pairs, got "
+            f"{spatial_shapes!r}"
+        ) from err
+    if shapes.ndim != 2 or shapes.shape[1] != 2 or shapes.shape[0] == 0:
+        raise ValueError(
+            "ms_deform_attn: spatial_shapes must have shape (L, 2) with L >= 1 (one (H, W) per "
+            f"level), got shape {shapes.shape}: {spatial_shapes!r}"
+        )
+    if shapes.dtype.kind not in "iu":
+        raise TypeError(
+            f"ms_deform_attn: spatial_shapes must hold integers, got dtype {shapes.dtype}: "
+            f"{spatial_shapes!r}"
+        )
+    if np.any(shapes <= 0):
+        raise ValueError(f"ms_deform_attn: spatial_shapes must be positive, got {shapes.tolist()}")
+    return tuple((int(h), int(w)) for h, w in shapes.tolist())
+
+
+def _check_floating(name: str, array: jax.Array) -> None:
+    if not jnp.issubdtype(array.dtype, jnp.floating):
+        raise TypeError(
+            f"ms_deform_attn: {name} must have a floating dtype, got {array.dtype} "
+            f"(shape {array.shape})"
+        )
+
+
+def check_inputs(
+    value: jax.Array,
+    spatial_shapes: SpatialShapes,
+    sampling_locations: jax.Array,
+    attention_weights: jax.Array,
+) -> None:
+    """Raise ValueError/TypeError, naming the argument and the shapes, on inconsistent inputs."""
+    if value.ndim != 4:
+        raise ValueError(f"ms_deform_attn: value must be (N, S, M, D), got shape {value.shape}")
+    if sampling_locations.ndim != 6:
+        raise ValueError(
+            "ms_deform_attn: sampling_locations must be (N, Lq, M, L, P, 2), got shape "
+            f"{sampling_locations.shape}"
+        )
+    if attention_weights.ndim != 5:
+        raise ValueError(
+            "ms_deform_attn: attention_weights must be (N, Lq, M, L, P), got shape "
+            f"{attention_weights.shape}"
+        )
+    for name, array in (
+        ("value", value),
+        ("sampling_locations", sampling_locations),
+        ("attention_weights", attention_weights),
+    ):
+        _check_floating(name, array)
+
+    n, s, m, _ = value.shape
+    total = sum(h * w for h, w in spatial_shapes)
+    if total != s:
+        raise ValueError(
+            f"ms_deform_attn: sum of H*W over spatial_shapes {list(spatial_shapes)} is {total}, "
+            f"but value has S={s} (value shape {value.shape})"
+        )
+    if sampling_locations.shape[-1] != 2:
+        raise ValueError(
+            "ms_deform_attn: the last axis of sampling_locations must be 2 (x, y), got shape "
+            f"{sampling_locations.shape}"
+        )
+    expected = (n, sampling_locations.shape[1], m, len(spatial_shapes))
+    actual = sampling_locations.shape[:4]
+    if actual != expected:
+        raise ValueError(
+            "ms_deform_attn: sampling_locations (N, Lq, M, L, P, 2) has shape "
+            f"{sampling_locations.shape}, but value {value.shape} and spatial_shapes (L="
+            f"{len(spatial_shapes)}) require N={n}, M={m}, L={len(spatial_shapes)}"
+        )
+    if attention_weights.shape != sampling_locations.shape[:-1]:
+        raise ValueError(
+            f"ms_deform_attn: attention_weights has shape {attention_weights.shape}, expected "
+            f"{sampling_locations.shape[:-1]} (sampling_locations shape {sampling_locations.shape} "
+            "without its last axis)"
+        )
+
+
+def ms_deform_attn(
+    value: jax.Array,
+    spatial_shapes: Sequence[Sequence[int]] | np.ndarray,
+    sampling_locations: jax.Array,
+    attention_weights: jax.Array,
+    *,
+    implementation: str = "auto",
+) -> jax.Array:
+    """Multi-scale deformable attention core, as OV2Seg's ``ms_deform_attn_core_pytorch``.
+
+    Args:
+      value: (N, S, M, D) per-head projected values; S = sum of H*W over levels, levels
+        concatenated in the order of ``spatial_shapes``, each flattened row-major (y then x).
+      spatial_shapes: static (H, W) per level: a tuple of int pairs or an (L, 2) integer array.
+      sampling_locations: (N, Lq, M, L, P, 2) normalised (x, y); 0 and 1 are the outer edges of
+        a level (pixel coordinate = x * W - 0.5). Points outside sample zeros.
+      attention_weights: (N, Lq, M, L, P), already normalised over L*P.
+      implementation: ``"auto"`` or ``"xla"`` (the pure-JAX reference). ``"pallas_gpu"`` and
+        ``"pallas_tpu"`` are reserved for kernels that are not available yet.
+
+    Returns:
+      (N, Lq, M*D) in ``value``'s dtype (channel = head * D + d); computed in float32 for half
+      precision inputs and in float64 for float64 inputs.
+    """
+    name = resolve_implementation(implementation)
+    shapes = normalize_spatial_shapes(spatial_shapes)
+    value = jnp.asarray(value)
+    sampling_locations = jnp.asarray(sampling_locations)
+    attention_weights = jnp.asarray(attention_weights)
+    check_inputs(value, shapes, sampling_locations, attention_weights)
+    return _IMPLEMENTATIONS[name](value, shapes, sampling_locations, attention_weights)

@@ -1,0 +1,1 @@
+"""Video inference: frame reading, the windowed predictor with tracking, results writing."""

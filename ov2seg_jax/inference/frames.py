@@ -1,0 +1,65 @@
+"""Reading video frames from a folder and resizing them as the original's test mapper does."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def list_frames(folder: str) -> list[str]:
+    """Image files of ``folder`` sorted by name; errors if there are none."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"frame folder not found: {folder}")
+    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise ValueError(f"frame folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return [os.path.join(folder, n) for n in names]
+
+
+def read_image(path: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; a clear error for a file that is not a readable image."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from e
+
+
+def resized_shape(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """detectron2's ``ResizeShortestEdge`` output size: short side to ``min_size``, long side
+    at most ``max_size``, rounded half up."""
+    scale = min_size / min(height, width)
+    new_h, new_w = (min_size, scale * width) if height < width else (scale * height, min_size)
+    if max(new_h, new_w) > max_size:
+        s = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * s, new_w * s
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """PIL bilinear resize of a uint8 frame to ``size`` = (H, W), as detectron2 does."""
+    if frame.shape[:2] == tuple(size):
+        return frame
+    return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def read_frame_folder(folder: str, min_size: int | None = None, max_size: int = 1333
+                      ) -> tuple[np.ndarray, tuple[int, int], list[str]]:
+    """All frames of ``folder`` as (T, H', W', 3) uint8, resized so the short side is
+    ``min_size`` (None: as stored), plus the original (H, W) and the file names."""
+    paths = list_frames(folder)
+    first = read_image(paths[0])
+    original = first.shape[:2]
+    size = resized_shape(*original, min_size, max_size) if min_size else original
+    frames = []
+    for p in paths:
+        img = first if p == paths[0] else read_image(p)
+        if img.shape[:2] != original:
+            raise ValueError(f"{p} is {img.shape[1]}x{img.shape[0]}, but the first frame of "
+                             f"{folder} is {original[1]}x{original[0]}: all frames must match")
+        frames.append(resize_frame(img, size))
+    return np.stack(frames), original, [os.path.basename(p) for p in paths]

@@ -1,0 +1,94 @@
+"""The video predictor: windows of frames through the jitted model, tracking, instance read-out.
+
+As the original: frames are normalised and padded to a multiple of 32, run through the network in
+windows of ``window_size`` frames (frames are independent until tracking), queries are matched
+frame to frame by the streaming tracker, and the top-K (query, class) pairs become the video's
+instances with masks resized to the requested output size.
+
+Every window is padded to ``window_size`` frames (copies of zeros that are dropped afterwards), so
+the network compiles once per padded frame size and the compiled function is reused across
+videos of that size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ov2seg_jax.models.preprocess import normalize_and_pad, padded_size
+from ov2seg_jax.tracking import instance_inference, masks_to_output, track_window
+from ov2seg_jax.tracking.tracker import assemble_result
+
+OUTPUT_KEYS = ("pred_logits", "pred_object_logits", "pred_masks", "pred_embds")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoPrediction:
+    """Instances of one video, sorted by descending score.
+
+    scores (K,), labels (K,) 0-based rows of the classifier, masks (K, T, H, W) bool at the output
+    size, query_index (K,) the decoder query each instance came from.
+    """
+
+    scores: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray
+    query_index: np.ndarray
+
+
+class VideoPredictor:
+    """Runs OV2Seg on whole videos with a fixed set of variables and a text classifier."""
+
+    def __init__(self, model: nn.Module, variables, classifier, *, window_size: int = 10,
+                 top_k: int = 50, size_divisibility: int = 32):
+        classifier = np.asarray(classifier, np.float32)
+        if classifier.ndim != 2:
+            raise ValueError(f"classifier must be (C, D) text embeddings, got shape {classifier.shape}")
+        self.model = model
+        self.variables = variables
+        self.classifier = jnp.asarray(classifier)
+        self.window_size = window_size
+        self.top_k = top_k
+        self.size_divisibility = size_divisibility
+        self._forward = jax.jit(self._apply)
+
+    def _apply(self, variables, images, classifier):
+        out = self.model.apply(variables, images, classifier)
+        return {k: getattr(out, k) for k in OUTPUT_KEYS}
+
+    def window_outputs(self, images: jax.Array) -> dict[str, np.ndarray]:
+        """Per-frame outputs for up to ``window_size`` normalised, padded frames."""
+        n = images.shape[0]
+        if n < self.window_size:
+            pad = jnp.zeros((self.window_size - n, *images.shape[1:]), images.dtype)
+            images = jnp.concatenate([images, pad])
+        out = self._forward(self.variables, images, self.classifier)
+        return {k: np.asarray(v[:n]) for k, v in out.items()}
+
+    def predict(self, frames: np.ndarray, output_size: tuple[int, int] | None = None
+                ) -> VideoPrediction:
+        """``frames`` (T, H, W, 3) uint8 RGB at the network's input size; ``output_size`` the
+        (height, width) of the returned masks (default: the input size)."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
+            raise ValueError(f"frames must be a non-empty (T, H, W, 3) array, got {frames.shape}")
+        t, h, w, _ = frames.shape
+        hp, wp = padded_size(h, w, self.size_divisibility)
+        state, windows = None, []
+        for start in range(0, t, self.window_size):
+            images = normalize_and_pad(frames[start:start + self.window_size], target_size=(hp, wp))
+            state, aligned = track_window(state, self.window_outputs(images))
+            windows.append(aligned)
+        tracked = assemble_result(state, windows)
+        q, c = tracked.pred_logits.shape[0], tracked.pred_logits.shape[1] - 1
+        inst = instance_inference(
+            tracked.pred_logits, tracked.pred_obj_logits, tracked.pred_masks,
+            tracked.pred_per_frame_logits, tracked.pred_per_frame_obj_logits,
+            top_k=min(self.top_k, q * c))
+        masks = masks_to_output(inst.pred_masks, (hp, wp), (h, w), output_size or (h, w))
+        return VideoPrediction(np.asarray(inst.scores), np.asarray(inst.labels), masks,
+                               np.asarray(inst.query_index))
