@@ -22,26 +22,50 @@ def get_config() -> ConfigDict:
     c.seed = 0
 
     c.model = ConfigDict()
-    c.model.backbone = ConfigDict(dict(
-        name="resnet", stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64))
-    c.model.pixel_decoder = ConfigDict(dict(
-        in_features=("res2", "res3", "res4", "res5"),
-        transformer_in_features=("res3", "res4", "res5"),
-        conv_dim=256, mask_dim=256, num_encoder_layers=6, num_heads=8, num_points=4,
-        ffn_dim=1024, common_stride=4, msda_implementation="auto"))
-    c.model.decoder = ConfigDict(dict(
-        hidden_dim=256, num_queries=100, num_heads=8, ffn_dim=2048,
-        num_layers=6,  # the original's DEC_LAYERS - 1
-        text_embed_dim=512, classifier_temperature=50.0))
+    c.model.backbone = ConfigDict(
+        dict(name="resnet", stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64)
+    )
+    c.model.pixel_decoder = ConfigDict(
+        dict(
+            in_features=("res2", "res3", "res4", "res5"),
+            transformer_in_features=("res3", "res4", "res5"),
+            conv_dim=256,
+            mask_dim=256,
+            num_encoder_layers=6,
+            num_heads=8,
+            num_points=4,
+            ffn_dim=1024,
+            common_stride=4,
+            msda_implementation="auto",
+        )
+    )
+    c.model.decoder = ConfigDict(
+        dict(
+            hidden_dim=256,
+            num_queries=100,
+            num_heads=8,
+            ffn_dim=2048,
+            num_layers=6,  # the original's DEC_LAYERS - 1
+            text_embed_dim=512,
+            classifier_temperature=50.0,
+        )
+    )
     c.model.num_classes = 1196
 
     # The text classifier (C, 512): a .npy path; a relative path that does not exist is looked
     # up in the metadata folder ($OV2SEG_METADATA, default shared/metadata beside the checkout).
     c.classifier = ConfigDict(dict(path="datasets/metadata/fg_bg_5_10_lvvis_ens.npy"))
 
-    c.inference = ConfigDict(dict(
-        window_size=10, top_k=50, min_size_test=480, max_size_test=1333, size_divisibility=32,
-        matmul_precision="highest"))
+    c.inference = ConfigDict(
+        dict(
+            window_size=10,
+            top_k=50,
+            min_size_test=480,
+            max_size_test=1333,
+            size_divisibility=32,
+            matmul_precision="highest",
+        )
+    )
 
     # --mode convert: an original checkpoint (.pth / .pkl) to an Orbax checkpoint in workdir.
     # infer_architecture reads the model sizes off the checkpoint instead of config.model.

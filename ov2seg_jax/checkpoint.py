@@ -31,8 +31,12 @@ class CheckpointMismatchError(ValueError):
     """The checkpoint on disk does not fit the model the config describes."""
 
 
-def save_model(directory: str, variables, model_cfg: ml_collections.ConfigDict,
-               classifier: np.ndarray | None = None) -> str:
+def save_model(
+    directory: str,
+    variables,
+    model_cfg: ml_collections.ConfigDict,
+    classifier: np.ndarray | None = None,
+) -> str:
     """Write the model directory (overwrites an existing one); returns its absolute path."""
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
@@ -48,8 +52,10 @@ def save_model(directory: str, variables, model_cfg: ml_collections.ConfigDict,
 def load_model_config(directory: str) -> ml_collections.ConfigDict:
     path = os.path.join(directory, MODEL_CONFIG)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: {directory} is not a model directory "
-                                "written by --mode convert (or training)")
+        raise FileNotFoundError(
+            f"{path} not found: {directory} is not a model directory "
+            "written by --mode convert (or training)"
+        )
     with open(path) as f:
         return ml_collections.ConfigDict(json.load(f))
 
@@ -67,14 +73,22 @@ def load_model(directory: str, abstract_variables) -> dict:
         have = {k: tuple(v.shape) for k, v in flatten_paths(dict(stored_tree)).items()}
         problems = [f"missing in checkpoint: {k}" for k in sorted(set(want) - set(have))]
         problems += [f"not in model: {k}" for k in sorted(set(have) - set(want))]
-        problems += [f"shape of {k}: checkpoint {have[k]} vs model {want[k]}"
-                     for k in sorted(set(want) & set(have)) if want[k] != have[k]]
+        problems += [
+            f"shape of {k}: checkpoint {have[k]} vs model {want[k]}"
+            for k in sorted(set(want) & set(have))
+            if want[k] != have[k]
+        ]
         if problems:
             shown = "\n  ".join(problems[:20])
             raise CheckpointMismatchError(
-                f"{path} does not fit this config's model ({len(problems)} differences):\n  {shown}")
-        return ckptr.restore(path, jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_variables))
+                f"{path} does not fit this config's model ({len(problems)} differences):\n  {shown}"
+            )
+        return ckptr.restore(
+            path,
+            jax.tree_util.tree_map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_variables
+            ),
+        )
 
 
 def load_classifier(directory: str) -> np.ndarray | None:

@@ -14,8 +14,9 @@ from ml_collections import config_flags
 
 from ov2seg_jax import modes
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to a config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
 _MODE = flags.DEFINE_enum("mode", "predict", sorted(modes.MODES), "What to run.")
 flags.mark_flags_as_required(["config", "workdir"])

@@ -13,10 +13,10 @@ import ml_collections
 import numpy as np
 
 from ov2seg_jax import checkpoint
-from ov2seg_jax.convert.readers import CheckpointFormatError, load_state_dict
-from ov2seg_jax.convert.converter import ConversionError
 from ov2seg_jax.convert.convert_ov2seg import abstract_variables, convert_state_dict
+from ov2seg_jax.convert.converter import ConversionError
 from ov2seg_jax.convert.infer_config import infer_model_config
+from ov2seg_jax.convert.readers import CheckpointFormatError, load_state_dict
 from ov2seg_jax.parity.paths import metadata_dir
 
 
@@ -46,8 +46,10 @@ def load_classifier(path: str, text_embed_dim: int) -> np.ndarray:
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read classifier {path}: {e}") from e
     if emb.ndim != 2 or emb.shape[1] != text_embed_dim:
-        raise UserError(f"classifier {path} has shape {emb.shape}; the model expects "
-                        f"(num_classes, {text_embed_dim})")
+        raise UserError(
+            f"classifier {path} has shape {emb.shape}; the model expects "
+            f"(num_classes, {text_embed_dim})"
+        )
     return emb.astype(np.float32)
 
 
@@ -59,13 +61,15 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
     try:
         state = load_state_dict(source)
         model_cfg = infer_model_config(state) if config.convert.infer_architecture else config.model
-        converted = convert_state_dict(state, model_cfg, source=source,
-                                       allow_partial=config.convert.allow_partial)
+        converted = convert_state_dict(
+            state, model_cfg, source=source, allow_partial=config.convert.allow_partial
+        )
     except (FileNotFoundError, CheckpointFormatError, ConversionError, ValueError) as e:
         raise UserError(str(e)) from e
     print(converted.report.format())
-    out = checkpoint.save_model(model_dir(config, workdir), converted.variables, model_cfg,
-                                converted.classifier)
+    out = checkpoint.save_model(
+        model_dir(config, workdir), converted.variables, model_cfg, converted.classifier
+    )
     print(f"wrote {out}")
     return out
 
@@ -94,13 +98,18 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
     try:
         frames, (height, width), _ = read_frame_folder(
-            config.predict.input, config.inference.min_size_test, config.inference.max_size_test)
+            config.predict.input, config.inference.min_size_test, config.inference.max_size_test
+        )
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
-    predictor = VideoPredictor(build_model(model_cfg), variables, classifier,
-                               window_size=config.inference.window_size,
-                               top_k=config.inference.top_k,
-                               size_divisibility=config.inference.size_divisibility)
+    predictor = VideoPredictor(
+        build_model(model_cfg),
+        variables,
+        classifier,
+        window_size=config.inference.window_size,
+        top_k=config.inference.top_k,
+        size_divisibility=config.inference.size_divisibility,
+    )
     pred = predictor.predict(frames, output_size=(height, width))
     out_dir = config.predict.output or os.path.join(workdir, "predict")
     path = write_results(os.path.join(out_dir, "results.json"), to_results(0, pred))

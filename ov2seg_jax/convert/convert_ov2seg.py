@@ -36,8 +36,9 @@ def abstract_variables(model_cfg: ml_collections.ConfigDict):
     model = build_model(model_cfg)
     images = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
     text = jax.ShapeDtypeStruct((2, model_cfg.decoder.text_embed_dim), jnp.float32)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(images.shape),
-                                             jnp.zeros(text.shape)))
+    return jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros(images.shape), jnp.zeros(text.shape))
+    )
 
 
 def classifier_from_state_dict(state_dict) -> np.ndarray | None:
@@ -50,8 +51,13 @@ def classifier_from_state_dict(state_dict) -> np.ndarray | None:
     return np.ascontiguousarray(zs[:, :-1].T, dtype=np.float32)
 
 
-def convert_state_dict(state_dict, model_cfg: ml_collections.ConfigDict, *,
-                       allow_partial: bool = False, source: str = "checkpoint") -> ConvertedModel:
+def convert_state_dict(
+    state_dict,
+    model_cfg: ml_collections.ConfigDict,
+    *,
+    allow_partial: bool = False,
+    source: str = "checkpoint",
+) -> ConvertedModel:
     """Map the original's state dict onto our variables; raise unless every key is accounted for.
 
     With ``allow_partial`` the leaves the checkpoint does not provide keep their random
@@ -59,16 +65,21 @@ def convert_state_dict(state_dict, model_cfg: ml_collections.ConfigDict, *,
     """
     abstract = abstract_variables(model_cfg)
     shapes = target_shapes_of(abstract)
-    flat, report = apply_rules(ov2seg_rules(model_cfg), state_dict, shapes,
-                               ignored_source_keys(state_dict.keys()))
+    flat, report = apply_rules(
+        ov2seg_rules(model_cfg), state_dict, shapes, ignored_source_keys(state_dict.keys())
+    )
     if not report.ok and not allow_partial:
-        raise ConversionError(f"{source} does not match the model of this config:\n"
-                              f"{report.format()}\n(set convert.allow_partial=True to write a "
-                              "partial checkpoint anyway)")
+        raise ConversionError(
+            f"{source} does not match the model of this config:\n"
+            f"{report.format()}\n(set convert.allow_partial=True to write a "
+            "partial checkpoint anyway)"
+        )
     if report.unfilled_targets:
         init = build_model(model_cfg).init(
-            jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
-            jnp.zeros((2, model_cfg.decoder.text_embed_dim)))
+            jax.random.key(0),
+            jnp.zeros((1, 64, 64, 3)),
+            jnp.zeros((2, model_cfg.decoder.text_embed_dim)),
+        )
         init_flat = {k: np.asarray(v) for k, v in flatten_paths(init).items()}
         for k in report.unfilled_targets:
             flat[k] = init_flat[k]
@@ -76,8 +87,10 @@ def convert_state_dict(state_dict, model_cfg: ml_collections.ConfigDict, *,
     return ConvertedModel(variables, classifier_from_state_dict(state_dict), report)
 
 
-def convert_checkpoint(path: str, model_cfg: ml_collections.ConfigDict, *,
-                       allow_partial: bool = False) -> ConvertedModel:
+def convert_checkpoint(
+    path: str, model_cfg: ml_collections.ConfigDict, *, allow_partial: bool = False
+) -> ConvertedModel:
     """Read ``path`` (.pth/.pkl) and convert it (see :func:`convert_state_dict`)."""
-    return convert_state_dict(load_state_dict(path), model_cfg, allow_partial=allow_partial,
-                              source=path)
+    return convert_state_dict(
+        load_state_dict(path), model_cfg, allow_partial=allow_partial, source=path
+    )

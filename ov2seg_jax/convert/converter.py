@@ -32,12 +32,19 @@ class ConversionReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.unused_source_keys or self.missing_source_keys or self.unfilled_targets
-                    or self.unknown_targets or self.shape_mismatches)
+        return not (
+            self.unused_source_keys
+            or self.missing_source_keys
+            or self.unfilled_targets
+            or self.unknown_targets
+            or self.shape_mismatches
+        )
 
     def format(self, max_items: int = 20) -> str:
-        lines = [f"converted {self.converted} tensors; {len(self.ignored_source_keys)} source keys "
-                 "ignored on purpose"]
+        lines = [
+            f"converted {self.converted} tensors; {len(self.ignored_source_keys)} source keys "
+            "ignored on purpose"
+        ]
 
         def section(title: str, items: Sequence[str]):
             if items:
@@ -90,12 +97,14 @@ def apply_rules(
         if tuple(value.shape) != want:
             report.shape_mismatches.append(
                 f"{rule.source} {tuple(state_dict[rule.source].shape)} -> {rule.target}: "
-                f"got {tuple(value.shape)} after {rule.transform}, model expects {want}")
+                f"got {tuple(value.shape)} after {rule.transform}, model expects {want}"
+            )
             continue
         out[rule.target] = np.ascontiguousarray(value, dtype=np.float32)
         report.converted += 1
     report.unused_source_keys = sorted(
-        k for k in state_dict if k not in used and k not in report.ignored_source_keys)
+        k for k in state_dict if k not in used and k not in report.ignored_source_keys
+    )
     report.unfilled_targets = sorted(t for t in target_shapes if t not in out)
     return out, report
 

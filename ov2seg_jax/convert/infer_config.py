@@ -36,8 +36,9 @@ def _get(state: Mapping[str, np.ndarray], key: str) -> np.ndarray:
     return state[key]
 
 
-def infer_model_config(state: Mapping[str, np.ndarray],
-                       decoder_heads: int = DECODER_HEADS) -> ml_collections.ConfigDict:
+def infer_model_config(
+    state: Mapping[str, np.ndarray], decoder_heads: int = DECODER_HEADS
+) -> ml_collections.ConfigDict:
     """A ``config.model`` matching the checkpoint ``state`` (keys as the original saves them)."""
     keys = list(state)
     model = ov2seg_r50_lvvis.get_config().model
@@ -46,22 +47,41 @@ def infer_model_config(state: Mapping[str, np.ndarray],
         stages = [_count(keys, rf"backbone\.base\.layer{s}\.(\d+)\.") for s in (1, 2, 3, 4)]
         bb.name = "resnet"
         bb.stage_sizes = tuple(stages)
-        bb.widths = tuple(int(_get(state, f"backbone.base.layer{s}.0.conv1.weight").shape[0])
-                          for s in (1, 2, 3, 4))
+        bb.widths = tuple(
+            int(_get(state, f"backbone.base.layer{s}.0.conv1.weight").shape[0])
+            for s in (1, 2, 3, 4)
+        )
         bb.stem_width = int(state["backbone.base.conv1.weight"].shape[0])
     elif "backbone.patch_embed.proj.weight" in state:
-        depths = tuple(_count(keys, rf"backbone\.layers\.{s}\.blocks\.(\d+)\.")
-                       for s in range(_count(keys, r"backbone\.layers\.(\d+)\.")))
-        heads = tuple(int(_get(state, f"backbone.layers.{s}.blocks.0.attn.relative_position_bias_table").shape[1])
-                      for s in range(len(depths)))
+        depths = tuple(
+            _count(keys, rf"backbone\.layers\.{s}\.blocks\.(\d+)\.")
+            for s in range(_count(keys, r"backbone\.layers\.(\d+)\."))
+        )
+        heads = tuple(
+            int(
+                _get(
+                    state, f"backbone.layers.{s}.blocks.0.attn.relative_position_bias_table"
+                ).shape[1]
+            )
+            for s in range(len(depths))
+        )
         table = state["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
         window = (int(round(math.sqrt(table))) + 1) // 2
-        model.backbone = ml_collections.ConfigDict(dict(
-            name="swin", embed_dim=int(state["backbone.patch_embed.proj.weight"].shape[0]),
-            depths=depths, num_heads=heads, window_size=window, drop_path_rate=0.3))
+        model.backbone = ml_collections.ConfigDict(
+            dict(
+                name="swin",
+                embed_dim=int(state["backbone.patch_embed.proj.weight"].shape[0]),
+                depths=depths,
+                num_heads=heads,
+                window_size=window,
+                drop_path_rate=0.3,
+            )
+        )
     else:
-        raise ValueError("checkpoint has neither a timm ResNet ('backbone.base.*') nor a Swin "
-                         "('backbone.patch_embed.*') backbone")
+        raise ValueError(
+            "checkpoint has neither a timm ResNet ('backbone.base.*') nor a Swin "
+            "('backbone.patch_embed.*') backbone"
+        )
 
     pd = model.pixel_decoder
     n_levels = _count(keys, rf"{re.escape(PD)}\.input_proj\.(\d+)\.")

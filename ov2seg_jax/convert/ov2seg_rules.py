@@ -21,8 +21,10 @@ PR = "sem_seg_head.predictor"
 _IGNORED = (
     (r".*\.num_batches_tracked$", "BatchNorm step counter (only in detectron2 >= 2023-05)"),
     (r"^criterion\.", "training-loss buffer, rebuilt from metadata by the trainer"),
-    (rf"^{re.escape(PR)}\.class_embed\.zs_weight$",
-     "text classifier buffer: saved beside the checkpoint as classifier.npy, passed at call time"),
+    (
+        rf"^{re.escape(PR)}\.class_embed\.zs_weight$",
+        "text classifier buffer: saved beside the checkpoint as classifier.npy, passed at call time",
+    ),
     (r".*\.relative_position_index$", "Swin index buffer, recomputed from the window size"),
     (r"^pixel_(mean|std)$", "preprocessing constants, fixed in ov2seg_jax.models.preprocess"),
 )
@@ -40,14 +42,17 @@ def ignored_source_keys(keys) -> dict[str, str]:
 
 
 def _frozen_bn(target: str, source: str) -> list[Rule]:
-    return [Rule(f"frozen/{target}/scale", f"{source}.weight"),
-            Rule(f"frozen/{target}/bias", f"{source}.bias"),
-            Rule(f"frozen/{target}/mean", f"{source}.running_mean"),
-            Rule(f"frozen/{target}/var", f"{source}.running_var")]
+    return [
+        Rule(f"frozen/{target}/scale", f"{source}.weight"),
+        Rule(f"frozen/{target}/bias", f"{source}.bias"),
+        Rule(f"frozen/{target}/mean", f"{source}.running_mean"),
+        Rule(f"frozen/{target}/var", f"{source}.running_var"),
+    ]
 
 
-def resnet_rules(stage_sizes, target_prefix: str = "backbone",
-                 source_prefix: str = "backbone.base.") -> list[Rule]:
+def resnet_rules(
+    stage_sizes, target_prefix: str = "backbone", source_prefix: str = "backbone.base."
+) -> list[Rule]:
     """timm ResNet keys (``conv1``, ``bn1``, ``layerN.B.*``, ``downsample.0/1``)."""
     t, s = target_prefix, source_prefix
     rules = conv(f"params/{t}/conv1", f"{s}conv1", bias=False) + _frozen_bn(f"{t}/bn1", f"{s}bn1")
@@ -63,8 +68,9 @@ def resnet_rules(stage_sizes, target_prefix: str = "backbone",
     return rules
 
 
-def pixel_decoder_rules(num_encoder_layers: int, num_transformer_levels: int,
-                        num_fpn_levels: int) -> list[Rule]:
+def pixel_decoder_rules(
+    num_encoder_layers: int, num_transformer_levels: int, num_fpn_levels: int
+) -> list[Rule]:
     t = "params/pixel_decoder"
     rules = []
     for i in range(num_transformer_levels):
@@ -89,10 +95,14 @@ def pixel_decoder_rules(num_encoder_layers: int, num_transformer_levels: int,
 def _multihead_attention(target: str, source: str) -> list[Rule]:
     rules = []
     for part in ("q", "k", "v"):
-        rules.append(Rule(f"{target}/{part}_proj/kernel", f"{source}.in_proj_weight",
-                          f"in_proj_{part}_kernel"))
-        rules.append(Rule(f"{target}/{part}_proj/bias", f"{source}.in_proj_bias",
-                          f"in_proj_{part}_bias"))
+        rules.append(
+            Rule(
+                f"{target}/{part}_proj/kernel", f"{source}.in_proj_weight", f"in_proj_{part}_kernel"
+            )
+        )
+        rules.append(
+            Rule(f"{target}/{part}_proj/bias", f"{source}.in_proj_bias", f"in_proj_{part}_bias")
+        )
     return rules + linear(f"{target}/out_proj", f"{source}.out_proj")
 
 
@@ -100,9 +110,17 @@ def decoder_rules(num_layers: int) -> list[Rule]:
     t = "params/predictor"
     rules = []
     for i in range(num_layers):
-        ts, ss = f"{t}/transformer_self_attention_layers_{i}", f"{PR}.transformer_self_attention_layers.{i}"
-        rules += _multihead_attention(f"{ts}/self_attn", f"{ss}.self_attn") + norm(f"{ts}/norm", f"{ss}.norm")
-        tc, sc = f"{t}/transformer_cross_attention_layers_{i}", f"{PR}.transformer_cross_attention_layers.{i}"
+        ts, ss = (
+            f"{t}/transformer_self_attention_layers_{i}",
+            f"{PR}.transformer_self_attention_layers.{i}",
+        )
+        rules += _multihead_attention(f"{ts}/self_attn", f"{ss}.self_attn") + norm(
+            f"{ts}/norm", f"{ss}.norm"
+        )
+        tc, sc = (
+            f"{t}/transformer_cross_attention_layers_{i}",
+            f"{PR}.transformer_cross_attention_layers.{i}",
+        )
         rules += _multihead_attention(f"{tc}/multihead_attn", f"{sc}.multihead_attn")
         rules += norm(f"{tc}/norm", f"{sc}.norm")
         tf, sf = f"{t}/transformer_ffn_layers_{i}", f"{PR}.transformer_ffn_layers.{i}"
@@ -132,8 +150,12 @@ def ov2seg_rules(model_cfg: ml_collections.ConfigDict) -> list[Rule]:
     else:
         raise ValueError(f"no conversion table for backbone {bb.name!r}")
     pd = model_cfg.pixel_decoder
-    fpn = fpn_features(pd.in_features, [FEATURE_STRIDES[f] for f in pd.in_features],
-                       pd.transformer_in_features, pd.common_stride)
+    fpn = fpn_features(
+        pd.in_features,
+        [FEATURE_STRIDES[f] for f in pd.in_features],
+        pd.transformer_in_features,
+        pd.common_stride,
+    )
     rules += pixel_decoder_rules(pd.num_encoder_layers, len(pd.transformer_in_features), len(fpn))
     rules += decoder_rules(model_cfg.decoder.num_layers)
     return rules

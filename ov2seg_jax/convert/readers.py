@@ -28,7 +28,9 @@ def _to_numpy(key: str, value, path: str) -> np.ndarray:
         value = value.numpy()
     arr = np.asarray(value)
     if arr.dtype == object:
-        raise CheckpointFormatError(f"{path}: entry {key!r} is not an array (type {type(value).__name__})")
+        raise CheckpointFormatError(
+            f"{path}: entry {key!r} is not an array (type {type(value).__name__})"
+        )
     if np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.float32:
         arr = arr.astype(np.float32)
     return arr
@@ -40,8 +42,10 @@ def _state_dict_of(obj, path: str) -> dict:
     elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj:
-        raise CheckpointFormatError(f"{path}: expected a dict of tensors (optionally under 'model'), "
-                                    f"got {type(obj).__name__}")
+        raise CheckpointFormatError(
+            f"{path}: expected a dict of tensors (optionally under 'model'), "
+            f"got {type(obj).__name__}"
+        )
     return obj
 
 
@@ -55,7 +59,8 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
             import torch
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError(
-                f"reading {path} needs PyTorch: pip install 'ov2seg-jax[torch]'") from e
+                f"reading {path} needs PyTorch: pip install 'ov2seg-jax[torch]'"
+            ) from e
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

@@ -36,7 +36,7 @@ def _third(i: int, transpose: bool) -> Callable[[np.ndarray], np.ndarray]:
         if a.shape[0] % 3:
             raise ValueError(f"fused in-projection of length {a.shape[0]} is not divisible by 3")
         n = a.shape[0] // 3
-        part = a[i * n:(i + 1) * n]
+        part = a[i * n : (i + 1) * n]
         return part.T if transpose else part
 
     return split
@@ -71,8 +71,10 @@ class Rule:
 
 def linear(target: str, source: str) -> list[Rule]:
     """A ``torch.nn.Linear`` -> ``flax.linen.Dense`` (kernel transposed, bias copied)."""
-    return [Rule(f"{target}/kernel", f"{source}.weight", "linear_transpose"),
-            Rule(f"{target}/bias", f"{source}.bias")]
+    return [
+        Rule(f"{target}/kernel", f"{source}.weight", "linear_transpose"),
+        Rule(f"{target}/bias", f"{source}.bias"),
+    ]
 
 
 def conv(target: str, source: str, bias: bool = True) -> list[Rule]:

@@ -58,8 +58,12 @@ def swin_backbone_rules(
             tb = f"layers_{stage}/blocks_{blk}"
             sb = f"layers.{stage}.blocks.{blk}"
             rules += norm(t(f"{tb}/norm1"), s(f"{sb}.norm1"))
-            rules.append(Rule(t(f"{tb}/attn/relative_position_bias_table"),
-                              s(f"{sb}.attn.relative_position_bias_table")))
+            rules.append(
+                Rule(
+                    t(f"{tb}/attn/relative_position_bias_table"),
+                    s(f"{sb}.attn.relative_position_bias_table"),
+                )
+            )
             rules += linear(t(f"{tb}/attn/qkv"), s(f"{sb}.attn.qkv"))
             rules += linear(t(f"{tb}/attn/proj"), s(f"{sb}.attn.proj"))
             rules += norm(t(f"{tb}/norm2"), s(f"{sb}.norm2"))
@@ -68,31 +72,34 @@ def swin_backbone_rules(
         if stage < num_layers - 1:
             td, sd = f"layers_{stage}/downsample", f"layers.{stage}.downsample"
             rules += norm(t(f"{td}/norm"), s(f"{sd}.norm"))
-            rules.append(Rule(t(f"{td}/reduction/kernel"), s(f"{sd}.reduction.weight"),
-                              "linear_transpose"))
+            rules.append(
+                Rule(t(f"{td}/reduction/kernel"), s(f"{sd}.reduction.weight"), "linear_transpose")
+            )
     for i in out_indices:
         rules += norm(t(f"norm{i}"), s(f"norm{i}"))
     return rules
 
 
-def swin_ignored_source_keys(
-    depths: Sequence[int], source_prefix: str = "backbone."
-) -> list[str]:
+def swin_ignored_source_keys(depths: Sequence[int], source_prefix: str = "backbone.") -> list[str]:
     """Keys of a detectron2 Swin checkpoint that are skipped on purpose (present or absent).
 
     These are the ``relative_position_index`` buffers (int64 (w*w, w*w)), one per block; the
     model rebuilds the index from the window size.
     """
-    return [f"{source_prefix}layers.{stage}.blocks.{blk}.attn.relative_position_index"
-            for stage, depth in enumerate(depths) for blk in range(depth)]
+    return [
+        f"{source_prefix}layers.{stage}.blocks.{blk}.attn.relative_position_index"
+        for stage, depth in enumerate(depths)
+        for blk in range(depth)
+    ]
 
 
 def swin_imagenet_rules(
     depths: Sequence[int], target_prefix: str = "params/backbone", patch_norm: bool = True
 ) -> list[Rule]:
     """Rules from the official Swin ImageNet release (keys without prefix, no ``norm0..3``)."""
-    return swin_backbone_rules(depths, target_prefix=target_prefix, source_prefix="",
-                               out_indices=(), patch_norm=patch_norm)
+    return swin_backbone_rules(
+        depths, target_prefix=target_prefix, source_prefix="", out_indices=(), patch_norm=patch_norm
+    )
 
 
 def swin_imagenet_ignored_source_keys(depths: Sequence[int]) -> list[str]:
@@ -103,8 +110,11 @@ def swin_imagenet_ignored_source_keys(depths: Sequence[int]) -> list[str]:
     are not shifted there and have none), the classifier ``head.*`` and the final ``norm.*``.
     """
     keys = swin_ignored_source_keys(depths, source_prefix="")
-    keys += [f"layers.{stage}.blocks.{blk}.attn_mask"
-             for stage, depth in enumerate(depths) for blk in range(1, depth, 2)]
+    keys += [
+        f"layers.{stage}.blocks.{blk}.attn_mask"
+        for stage, depth in enumerate(depths)
+        for blk in range(1, depth, 2)
+    ]
     keys += ["norm.weight", "norm.bias", "head.weight", "head.bias"]
     return keys
 
@@ -113,8 +123,9 @@ def swin_imagenet_unfilled_targets(
     target_prefix: str = "params/backbone", out_indices: Sequence[int] = (0, 1, 2, 3)
 ) -> list[str]:
     """Leaves an ImageNet checkpoint cannot fill: the output norms, left at init (1, 0)."""
-    return [_join(target_prefix, f"norm{i}/{leaf}") for i in out_indices
-            for leaf in ("scale", "bias")]
+    return [
+        _join(target_prefix, f"norm{i}/{leaf}") for i in out_indices for leaf in ("scale", "bias")
+    ]
 
 
 SWIN_IGNORED_SOURCE_PATTERNS: tuple[re.Pattern[str], ...] = (

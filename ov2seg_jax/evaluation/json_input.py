@@ -1,8 +1,8 @@
-"""Stream the items of a top-level JSON array from a file, a few megabytes at a time.
+"""Reading JSON input: whole small files, and large result lists streamed item by item.
 
 A results file of a large video set is hundreds of megabytes of JSON; loading it whole costs
-the file, its text and every parsed object at once. Here the file is read in chunks and each item
-(one result) is decoded with the standard library's C scanner, handed to the caller and dropped.
+the file, its text and every parsed object at once. :class:`JsonArrayStream` reads the file in
+chunks and decodes one item (one result) at a time with the standard library's C scanner.
 
 The text is decoded as latin-1, so a character offset is a byte offset: a byte range of the file
 can be given to another process, which starts at an item boundary found by
@@ -13,6 +13,7 @@ either ignore or require to be ASCII (RLE counts), so this changes no value they
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,6 +23,22 @@ from .errors import EvalInputError
 CHUNK_BYTES = 1 << 23
 _NOT_SPACE = re.compile(r"[^ \t\n\r]")
 _DECODER = json.JSONDecoder()
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a whole JSON file; a missing file or bad JSON raises :class:`EvalInputError`."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except OSError as err:
+        raise EvalInputError(path, None, f"cannot read file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise EvalInputError(path, None, f"not UTF-8 text ({err.reason})") from None
+    except json.JSONDecodeError as err:
+        raise EvalInputError(
+            path, None, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
 
 
 class JsonArrayStream:
@@ -49,11 +66,12 @@ class JsonArrayStream:
     def _refill(self, keep_from: int) -> bool:
         """Drop the text before ``keep_from`` and append the next chunk; False at end of file."""
         data = self._file.read(self.chunk_bytes)
-        self._base += keep_from
-        self._text = self._text[keep_from:] + data.decode("latin-1")
         if not data:
             self._eof = True
-        return bool(data)
+            return False
+        self._base += keep_from
+        self._text = self._text[keep_from:] + data.decode("latin-1")
+        return True
 
     def _peek(self, pos: int) -> tuple[str, int]:
         """The next non-space character at or after ``pos`` and its index ('' at end of file)."""
@@ -87,18 +105,22 @@ class JsonArrayStream:
     # -- items --------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         """Yield ``(byte offset, item)`` in file order."""
-        with open(self.path, "rb") as self._file:
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as err:
+            raise EvalInputError(self.path, None, f"cannot read file ({err.strerror})") from None
+        with self._file:
             self._file.seek(self.begin)
             pos = 0
             if self.begin == 0:
                 char, pos = self._peek(0)
                 if char != "[":
-                    raise self._fail(pos, "a results file must be a JSON list (expected '[')")
+                    raise self._fail(pos, "expected a JSON list ('[')")
                 char, after = self._peek(pos + 1)
                 if char == "]":
                     self._check_trailer(after + 1)
                     return
-                pos = pos + 1
+                pos = after
             while True:
                 char, pos = self._peek(pos)
                 if not char:
@@ -111,8 +133,7 @@ class JsonArrayStream:
                 yield offset, value
                 char, pos = self._peek(pos)
                 if char == ",":
-                    pos += 1
-                    nxt, _ = self._peek(pos)
+                    nxt, pos = self._peek(pos + 1)
                     if nxt == "]":
                         raise self._fail(pos, "trailing comma before ']'")
                 elif char == "]":
@@ -133,8 +154,8 @@ def find_item_start(path: str, source: str, offset: int,
                     looks_like_item: Callable[[Any], bool], window: int = 1 << 22) -> int | None:
     """Offset of the first ``{`` at or after ``offset`` that decodes to an item.
 
-    A heuristic: the result is only trusted when it equals the boundary that the process reading
-    the preceding bytes reports (see ``video_results``), which makes a wrong guess harmless.
+    A guess: it is only trusted when it equals the boundary reported by whoever read the bytes
+    before ``offset`` from the start of the file, which makes a wrong guess harmless.
     """
     with open(path, "rb") as f:
         f.seek(offset)

@@ -47,8 +47,9 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
 
 
-def read_frame_folder(folder: str, min_size: int | None = None, max_size: int = 1333
-                      ) -> tuple[np.ndarray, tuple[int, int], list[str]]:
+def read_frame_folder(
+    folder: str, min_size: int | None = None, max_size: int = 1333
+) -> tuple[np.ndarray, tuple[int, int], list[str]]:
     """All frames of ``folder`` as (T, H', W', 3) uint8, resized so the short side is
     ``min_size`` (None: as stored), plus the original (H, W) and the file names."""
     paths = list_frames(folder)
@@ -59,7 +60,9 @@ def read_frame_folder(folder: str, min_size: int | None = None, max_size: int = 
     for p in paths:
         img = first if p == paths[0] else read_image(p)
         if img.shape[:2] != original:
-            raise ValueError(f"{p} is {img.shape[1]}x{img.shape[0]}, but the first frame of "
-                             f"{folder} is {original[1]}x{original[0]}: all frames must match")
+            raise ValueError(
+                f"{p} is {img.shape[1]}x{img.shape[0]}, but the first frame of "
+                f"{folder} is {original[1]}x{original[0]}: all frames must match"
+            )
         frames.append(resize_frame(img, size))
     return np.stack(frames), original, [os.path.basename(p) for p in paths]

@@ -43,11 +43,21 @@ class VideoPrediction:
 class VideoPredictor:
     """Runs OV2Seg on whole videos with a fixed set of variables and a text classifier."""
 
-    def __init__(self, model: nn.Module, variables, classifier, *, window_size: int = 10,
-                 top_k: int = 50, size_divisibility: int = 32):
+    def __init__(
+        self,
+        model: nn.Module,
+        variables,
+        classifier,
+        *,
+        window_size: int = 10,
+        top_k: int = 50,
+        size_divisibility: int = 32,
+    ):
         classifier = np.asarray(classifier, np.float32)
         if classifier.ndim != 2:
-            raise ValueError(f"classifier must be (C, D) text embeddings, got shape {classifier.shape}")
+            raise ValueError(
+                f"classifier must be (C, D) text embeddings, got shape {classifier.shape}"
+            )
         self.model = model
         self.variables = variables
         self.classifier = jnp.asarray(classifier)
@@ -69,8 +79,9 @@ class VideoPredictor:
         out = self._forward(self.variables, images, self.classifier)
         return {k: np.asarray(v[:n]) for k, v in out.items()}
 
-    def predict(self, frames: np.ndarray, output_size: tuple[int, int] | None = None
-                ) -> VideoPrediction:
+    def predict(
+        self, frames: np.ndarray, output_size: tuple[int, int] | None = None
+    ) -> VideoPrediction:
         """``frames`` (T, H, W, 3) uint8 RGB at the network's input size; ``output_size`` the
         (height, width) of the returned masks (default: the input size)."""
         frames = np.asarray(frames)
@@ -80,15 +91,22 @@ class VideoPredictor:
         hp, wp = padded_size(h, w, self.size_divisibility)
         state, windows = None, []
         for start in range(0, t, self.window_size):
-            images = normalize_and_pad(frames[start:start + self.window_size], target_size=(hp, wp))
+            images = normalize_and_pad(
+                frames[start : start + self.window_size], target_size=(hp, wp)
+            )
             state, aligned = track_window(state, self.window_outputs(images))
             windows.append(aligned)
         tracked = assemble_result(state, windows)
         q, c = tracked.pred_logits.shape[0], tracked.pred_logits.shape[1] - 1
         inst = instance_inference(
-            tracked.pred_logits, tracked.pred_obj_logits, tracked.pred_masks,
-            tracked.pred_per_frame_logits, tracked.pred_per_frame_obj_logits,
-            top_k=min(self.top_k, q * c))
+            tracked.pred_logits,
+            tracked.pred_obj_logits,
+            tracked.pred_masks,
+            tracked.pred_per_frame_logits,
+            tracked.pred_per_frame_obj_logits,
+            top_k=min(self.top_k, q * c),
+        )
         masks = masks_to_output(inst.pred_masks, (hp, wp), (h, w), output_size or (h, w))
-        return VideoPrediction(np.asarray(inst.scores), np.asarray(inst.labels), masks,
-                               np.asarray(inst.query_index))
+        return VideoPrediction(
+            np.asarray(inst.scores), np.asarray(inst.labels), masks, np.asarray(inst.query_index)
+        )

@@ -20,15 +20,22 @@ def encode_masks(masks: np.ndarray) -> list[dict]:
     return list(rles)
 
 
-def to_results(video_id: int, pred: VideoPrediction,
-               category_ids: Sequence[int] | None = None) -> list[dict]:
+def to_results(
+    video_id: int, pred: VideoPrediction, category_ids: Sequence[int] | None = None
+) -> list[dict]:
     """``[{video_id, category_id, score, segmentations}]``; ``category_ids[label]`` maps a
     classifier row to its dataset id (default: row + 1, the original's convention)."""
     out = []
     for score, label, masks in zip(pred.scores, pred.labels, pred.masks, strict=True):
         cat = int(category_ids[label]) if category_ids is not None else int(label) + 1
-        out.append({"video_id": int(video_id), "category_id": cat, "score": float(score),
-                    "segmentations": encode_masks(masks)})
+        out.append(
+            {
+                "video_id": int(video_id),
+                "category_id": cat,
+                "score": float(score),
+                "segmentations": encode_masks(masks),
+            }
+        )
     return out
 
 
@@ -39,12 +46,14 @@ def write_results(path: str, results: list[dict]) -> str:
     return path
 
 
-def format_tracks(pred: VideoPrediction, class_names: Sequence[str] | None = None,
-                  min_score: float = 0.0) -> str:
+def format_tracks(
+    pred: VideoPrediction, class_names: Sequence[str] | None = None, min_score: float = 0.0
+) -> str:
     """One line per instance: id, class, score, first and last frame with a non-empty mask."""
     lines = [f"{'id':>3}  {'class':<28} {'score':>7}  {'first':>5}  {'last':>5}"]
-    for i, (score, label, masks) in enumerate(zip(pred.scores, pred.labels, pred.masks,
-                                                  strict=True)):
+    for i, (score, label, masks) in enumerate(
+        zip(pred.scores, pred.labels, pred.masks, strict=True)
+    ):
         if score < min_score:
             continue
         visible = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))

@@ -23,15 +23,16 @@ class MultiheadAttention(nn.Module):
     dtype: jnp.dtype | None = None
 
     @nn.compact
-    def __call__(self, query: jax.Array, key: jax.Array, value: jax.Array,
-                 mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, query: jax.Array, key: jax.Array, value: jax.Array, mask: jax.Array | None = None
+    ) -> jax.Array:
         n, lq, _ = query.shape
         lk = key.shape[1]
         h, d = self.num_heads, self.embed_dim // self.num_heads
         q = nn.Dense(self.embed_dim, dtype=self.dtype, name="q_proj")(query)
         k = nn.Dense(self.embed_dim, dtype=self.dtype, name="k_proj")(key)
         v = nn.Dense(self.embed_dim, dtype=self.dtype, name="v_proj")(value)
-        q = q.reshape(n, lq, h, d) * (d ** -0.5)
+        q = q.reshape(n, lq, h, d) * (d**-0.5)
         k = k.reshape(n, lk, h, d)
         v = v.reshape(n, lk, h, d)
         logits = jnp.einsum("nqhd,nkhd->nhqk", q, k)

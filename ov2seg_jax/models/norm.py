@@ -17,8 +17,13 @@ def layer_norm(name: str | None = None, dtype=None) -> nn.LayerNorm:
 
 def group_norm(num_groups: int = 32, name: str | None = None, dtype=None) -> nn.GroupNorm:
     """``torch.nn.GroupNorm`` on NHWC maps: eps 1e-5, two-pass variance."""
-    return nn.GroupNorm(num_groups=num_groups, epsilon=TORCH_NORM_EPS, use_fast_variance=False,
-                        dtype=dtype, name=name)
+    return nn.GroupNorm(
+        num_groups=num_groups,
+        epsilon=TORCH_NORM_EPS,
+        use_fast_variance=False,
+        dtype=dtype,
+        name=name,
+    )
 
 
 class FrozenBatchNorm(nn.Module):

@@ -25,8 +25,9 @@ class OV2Seg(nn.Module):
     pixel_decoder: PixelDecoder
     predictor: TransformerDecoder
 
-    def __call__(self, images: jax.Array, class_embeddings: jax.Array, *,
-                 train: bool = False) -> ModelOutputs:
+    def __call__(
+        self, images: jax.Array, class_embeddings: jax.Array, *, train: bool = False
+    ) -> ModelOutputs:
         features = self.backbone(images, train=train)
         mask_features, multi_scale = self.pixel_decoder(features)
         return self.predictor(multi_scale, mask_features, class_embeddings)
@@ -36,14 +37,19 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
     """The backbone module named by ``config.model.backbone.name``."""
     name = cfg.name
     if name == "resnet":
-        return ResNet(stage_sizes=tuple(cfg.stage_sizes), widths=tuple(cfg.widths),
-                        stem_width=cfg.stem_width)
+        return ResNet(
+            stage_sizes=tuple(cfg.stage_sizes), widths=tuple(cfg.widths), stem_width=cfg.stem_width
+        )
     if name == "swin":
         from ov2seg_jax.models.backbones.swin import SwinTransformer
 
         return SwinTransformer(
-            embed_dim=cfg.embed_dim, depths=tuple(cfg.depths), num_heads=tuple(cfg.num_heads),
-            window_size=cfg.window_size, drop_path_rate=cfg.get("drop_path_rate", 0.3))
+            embed_dim=cfg.embed_dim,
+            depths=tuple(cfg.depths),
+            num_heads=tuple(cfg.num_heads),
+            window_size=cfg.window_size,
+            drop_path_rate=cfg.get("drop_path_rate", 0.3),
+        )
     raise ValueError(f"config.model.backbone.name must be 'resnet' or 'swin', got {name!r}")
 
 
@@ -56,13 +62,24 @@ def build_model(cfg: ml_collections.ConfigDict) -> OV2Seg:
         in_features=in_features,
         transformer_in_features=tuple(pd.transformer_in_features),
         feature_strides=tuple(FEATURE_STRIDES[f] for f in in_features),
-        conv_dim=pd.conv_dim, mask_dim=pd.mask_dim,
-        num_encoder_layers=pd.num_encoder_layers, num_heads=pd.num_heads,
-        num_points=pd.num_points, ffn_dim=pd.ffn_dim, common_stride=pd.common_stride,
-        msda_implementation=pd.get("msda_implementation", "auto"))
+        conv_dim=pd.conv_dim,
+        mask_dim=pd.mask_dim,
+        num_encoder_layers=pd.num_encoder_layers,
+        num_heads=pd.num_heads,
+        num_points=pd.num_points,
+        ffn_dim=pd.ffn_dim,
+        common_stride=pd.common_stride,
+        msda_implementation=pd.get("msda_implementation", "auto"),
+    )
     dec = cfg.decoder
     predictor = TransformerDecoder(
-        hidden_dim=dec.hidden_dim, num_queries=dec.num_queries, num_heads=dec.num_heads,
-        ffn_dim=dec.ffn_dim, num_layers=dec.num_layers, mask_dim=pd.mask_dim,
-        text_embed_dim=dec.text_embed_dim, classifier_temperature=dec.classifier_temperature)
+        hidden_dim=dec.hidden_dim,
+        num_queries=dec.num_queries,
+        num_heads=dec.num_heads,
+        ffn_dim=dec.ffn_dim,
+        num_layers=dec.num_layers,
+        mask_dim=pd.mask_dim,
+        text_embed_dim=dec.text_embed_dim,
+        classifier_temperature=dec.classifier_temperature,
+    )
     return OV2Seg(backbone=backbone, pixel_decoder=pixel_decoder, predictor=predictor)

@@ -46,12 +46,17 @@ def encoder_reference_points(spatial_shapes: tuple[tuple[int, int], ...]) -> np.
     return out
 
 
-def fpn_features(in_features: Sequence[str], feature_strides: Sequence[int],
-                 transformer_in_features: Sequence[str], common_stride: int) -> list[str]:
+def fpn_features(
+    in_features: Sequence[str],
+    feature_strides: Sequence[int],
+    transformer_in_features: Sequence[str],
+    common_stride: int,
+) -> list[str]:
     """The backbone maps that get an FPN step: those finer than the encoder's finest level,
     down to ``common_stride`` (``res2`` for the default layout)."""
-    min_stride = min(s for f, s in zip(in_features, feature_strides, strict=True)
-                     if f in transformer_in_features)
+    min_stride = min(
+        s for f, s in zip(in_features, feature_strides, strict=True) if f in transformer_in_features
+    )
     num_fpn = int(round(np.log2(min_stride) - np.log2(common_stride)))
     return list(in_features[:num_fpn])
 
@@ -67,8 +72,13 @@ class MSDeformAttn(nn.Module):
     dtype: jnp.dtype | None = None
 
     @nn.compact
-    def __call__(self, query: jax.Array, reference_points: jax.Array, value_input: jax.Array,
-                 spatial_shapes: tuple[tuple[int, int], ...]) -> jax.Array:
+    def __call__(
+        self,
+        query: jax.Array,
+        reference_points: jax.Array,
+        value_input: jax.Array,
+        spatial_shapes: tuple[tuple[int, int], ...],
+    ) -> jax.Array:
         """query (N, Lq, C); reference_points (Lq, 2) shared by the batch; value_input (N, S, C)."""
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
@@ -81,10 +91,17 @@ class MSDeformAttn(nn.Module):
         weights = weights.reshape(n, lq, m, lv, p)
         # Offsets are in pixels of each level: divide x by the level's width, y by its height.
         normalizer = np.asarray([[w, h] for h, w in spatial_shapes], np.float32)
-        locations = (reference_points[None, :, None, None, None, :]
-                     + offsets.astype(jnp.float32) / normalizer[None, None, None, :, None, :])
-        out = ms_deform_attn(value, spatial_shapes, locations, weights.astype(value.dtype),
-                             implementation=self.implementation)
+        locations = (
+            reference_points[None, :, None, None, None, :]
+            + offsets.astype(jnp.float32) / normalizer[None, None, None, :, None, :]
+        )
+        out = ms_deform_attn(
+            value,
+            spatial_shapes,
+            locations,
+            weights.astype(value.dtype),
+            implementation=self.implementation,
+        )
         return nn.Dense(self.d_model, dtype=self.dtype, name="output_proj")(out)
 
 
@@ -101,10 +118,18 @@ class EncoderLayer(nn.Module):
 
     @nn.compact
     def __call__(self, src, pos, reference_points, spatial_shapes):
-        attn = MSDeformAttn(self.d_model, self.n_levels, self.n_heads, self.n_points,
-                            self.implementation, self.dtype, name="self_attn")
-        src = layer_norm("norm1", self.dtype)(src + attn(src + pos, reference_points, src,
-                                                         spatial_shapes))
+        attn = MSDeformAttn(
+            self.d_model,
+            self.n_levels,
+            self.n_heads,
+            self.n_points,
+            self.implementation,
+            self.dtype,
+            name="self_attn",
+        )
+        src = layer_norm("norm1", self.dtype)(
+            src + attn(src + pos, reference_points, src, spatial_shapes)
+        )
         y = nn.relu(nn.Dense(self.ffn_dim, dtype=self.dtype, name="linear1")(src))
         y = nn.Dense(self.d_model, dtype=self.dtype, name="linear2")(y)
         return layer_norm("norm2", self.dtype)(src + y)
@@ -143,37 +168,62 @@ class PixelDecoder(nn.Module):
             shapes.append((x.shape[1], x.shape[2]))
         spatial_shapes = tuple(shapes)
         n = srcs[0].shape[0]
-        level_embed = self.param("level_embed", nn.initializers.normal(1.0),
-                                 (n_levels, self.conv_dim))
-        pos = jnp.concatenate([
-            jnp.asarray(sine_position_encoding(h, w, self.conv_dim // 2)).reshape(h * w, -1)
-            + level_embed[lvl] for lvl, (h, w) in enumerate(spatial_shapes)], axis=0)
+        level_embed = self.param(
+            "level_embed", nn.initializers.normal(1.0), (n_levels, self.conv_dim)
+        )
+        pos = jnp.concatenate(
+            [
+                jnp.asarray(sine_position_encoding(h, w, self.conv_dim // 2)).reshape(h * w, -1)
+                + level_embed[lvl]
+                for lvl, (h, w) in enumerate(spatial_shapes)
+            ],
+            axis=0,
+        )
         tokens = jnp.concatenate([s.reshape(n, -1, self.conv_dim) for s in srcs], axis=1)
         ref = jnp.asarray(encoder_reference_points(spatial_shapes))
         for i in range(self.num_encoder_layers):
-            tokens = EncoderLayer(self.conv_dim, self.ffn_dim, n_levels, self.num_heads,
-                                  self.num_points, self.msda_implementation, self.dtype,
-                                  name=f"encoder_layers_{i}")(tokens, pos[None], ref,
-                                                              spatial_shapes)
+            tokens = EncoderLayer(
+                self.conv_dim,
+                self.ffn_dim,
+                n_levels,
+                self.num_heads,
+                self.num_points,
+                self.msda_implementation,
+                self.dtype,
+                name=f"encoder_layers_{i}",
+            )(tokens, pos[None], ref, spatial_shapes)
         outs, start = [], 0
         for h, w in spatial_shapes:
-            outs.append(tokens[:, start:start + h * w].reshape(n, h, w, self.conv_dim))
+            outs.append(tokens[:, start : start + h * w].reshape(n, h, w, self.conv_dim))
             start += h * w
 
-        fpn_inputs = fpn_features(self.in_features, self.feature_strides,
-                                  self.transformer_in_features, self.common_stride)
+        fpn_inputs = fpn_features(
+            self.in_features, self.feature_strides, self.transformer_in_features, self.common_stride
+        )
         # Modules are numbered fine-to-coarse as in the original (adapter_1 is the finest level)
         # but applied coarse-to-fine.
         for k in reversed(range(len(fpn_inputs))):
             x = features[fpn_inputs[k]].astype(jnp.float32)
-            lateral = nn.Conv(self.conv_dim, (1, 1), use_bias=False, dtype=self.dtype,
-                              name=f"adapter_{k + 1}_conv")(x)
+            lateral = nn.Conv(
+                self.conv_dim,
+                (1, 1),
+                use_bias=False,
+                dtype=self.dtype,
+                name=f"adapter_{k + 1}_conv",
+            )(x)
             lateral = group_norm(32, f"adapter_{k + 1}_norm", self.dtype)(lateral)
             y = lateral + resize_bilinear(outs[-1], lateral.shape[1:3])
-            y = nn.Conv(self.conv_dim, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
-                        dtype=self.dtype, name=f"layer_{k + 1}_conv")(y)
+            y = nn.Conv(
+                self.conv_dim,
+                (3, 3),
+                padding=((1, 1), (1, 1)),
+                use_bias=False,
+                dtype=self.dtype,
+                name=f"layer_{k + 1}_conv",
+            )(y)
             y = nn.relu(group_norm(32, f"layer_{k + 1}_norm", self.dtype)(y))
             outs.append(y)
         mask_features = nn.Conv(self.mask_dim, (1, 1), dtype=self.dtype, name="mask_features")(
-            outs[-1])
-        return mask_features, outs[:self.num_multi_scale]
+            outs[-1]
+        )
+        return mask_features, outs[: self.num_multi_scale]

@@ -13,8 +13,9 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=64)
-def sine_position_encoding(height: int, width: int, num_pos_feats: int = 128,
-                           temperature: float = 10000.0) -> np.ndarray:
+def sine_position_encoding(
+    height: int, width: int, num_pos_feats: int = 128, temperature: float = 10000.0
+) -> np.ndarray:
     """(height, width, 2 * num_pos_feats) float32: y features first, then x; sin/cos interleaved."""
     f32 = np.float32
     eps = f32(1e-6)
@@ -30,7 +31,8 @@ def sine_position_encoding(height: int, width: int, num_pos_feats: int = 128,
 
     def interleave(p: np.ndarray) -> np.ndarray:
         return np.stack([np.sin(p[:, :, 0::2]), np.cos(p[:, :, 1::2])], axis=3).reshape(
-            height, width, num_pos_feats)
+            height, width, num_pos_feats
+        )
 
     out = np.concatenate([interleave(pos_y), interleave(pos_x)], axis=2).astype(f32)
     out.setflags(write=False)

@@ -17,8 +17,11 @@ def padded_size(height: int, width: int, divisibility: int = 32) -> tuple[int, i
     return (-(-height // d) * d, -(-width // d) * d)
 
 
-def normalize_and_pad(frames: jax.Array | np.ndarray, divisibility: int = 32,
-                      target_size: tuple[int, int] | None = None) -> jax.Array:
+def normalize_and_pad(
+    frames: jax.Array | np.ndarray,
+    divisibility: int = 32,
+    target_size: tuple[int, int] | None = None,
+) -> jax.Array:
     """(T, H, W, 3) RGB uint8 (or float 0..255) -> (T, Hp, Wp, 3) float32 normalised frames.
 
     Each frame is normalised per channel, then zero-padded (in normalised units) at the bottom

@@ -45,7 +45,8 @@ class SelfAttentionLayer(nn.Module):
     def __call__(self, tgt, query_pos):
         q = tgt + query_pos
         out = MultiheadAttention(self.d_model, self.num_heads, self.dtype, name="self_attn")(
-            q, q, tgt)
+            q, q, tgt
+        )
         return layer_norm("norm", self.dtype)(tgt + out)
 
 
@@ -80,20 +81,25 @@ class TransformerDecoder(nn.Module):
         # mirror the original's state-dict keys.
         self.transformer_self_attention_layers = [
             SelfAttentionLayer(self.hidden_dim, self.num_heads, self.dtype)
-            for _ in range(self.num_layers)]
+            for _ in range(self.num_layers)
+        ]
         self.transformer_cross_attention_layers = [
             CrossAttentionLayer(self.hidden_dim, self.num_heads, self.dtype)
-            for _ in range(self.num_layers)]
+            for _ in range(self.num_layers)
+        ]
         self.transformer_ffn_layers = [
-            FFNLayer(self.hidden_dim, self.ffn_dim, self.dtype) for _ in range(self.num_layers)]
+            FFNLayer(self.hidden_dim, self.ffn_dim, self.dtype) for _ in range(self.num_layers)
+        ]
         self.decoder_norm = layer_norm(dtype=self.dtype)
         init = nn.initializers.normal(1.0)
         self.query_feat = self.param("query_feat", init, (self.num_queries, self.hidden_dim))
         self.query_embed = self.param("query_embed", init, (self.num_queries, self.hidden_dim))
-        self.level_embed = self.param("level_embed", init,
-                                      (self.num_feature_levels, self.hidden_dim))
-        self.class_embed = ZeroShotClassifier(self.text_embed_dim,
-                                              self.classifier_temperature, self.dtype)
+        self.level_embed = self.param(
+            "level_embed", init, (self.num_feature_levels, self.hidden_dim)
+        )
+        self.class_embed = ZeroShotClassifier(
+            self.text_embed_dim, self.classifier_temperature, self.dtype
+        )
         self.object_embed = MLP((self.hidden_dim, 2), self.dtype)
         self.mask_embed = MLP((self.hidden_dim, self.hidden_dim, self.mask_dim), self.dtype)
 
@@ -108,11 +114,15 @@ class TransformerDecoder(nn.Module):
         blocked = jax.nn.sigmoid(resized.reshape(*resized.shape[:2], -1)) < 0.5
         return HeadOutputs(class_logits, object_logits, masks), blocked[:, None]
 
-    def __call__(self, multi_scale_features: list[jax.Array], mask_features: jax.Array,
-                 class_embeddings: jax.Array) -> ModelOutputs:
+    def __call__(
+        self,
+        multi_scale_features: list[jax.Array],
+        mask_features: jax.Array,
+        class_embeddings: jax.Array,
+    ) -> ModelOutputs:
         n = mask_features.shape[0]
         srcs, poss, sizes = [], [], []
-        for i, x in enumerate(multi_scale_features[:self.num_feature_levels]):
+        for i, x in enumerate(multi_scale_features[: self.num_feature_levels]):
             h, w = x.shape[1], x.shape[2]
             sizes.append((h, w))
             pos = sine_position_encoding(h, w, self.hidden_dim // 2).reshape(h * w, -1)
@@ -128,12 +138,14 @@ class TransformerDecoder(nn.Module):
             lvl = i % self.num_feature_levels
             # A query whose mask blocks everything attends everywhere instead.
             blocked = jnp.where(jnp.all(blocked, axis=-1, keepdims=True), False, blocked)
-            output = self.transformer_cross_attention_layers[i](output, srcs[lvl], blocked, poss[lvl],
-                                                    query_pos)
+            output = self.transformer_cross_attention_layers[i](
+                output, srcs[lvl], blocked, poss[lvl], query_pos
+            )
             output = self.transformer_self_attention_layers[i](output, query_pos)
             output = self.transformer_ffn_layers[i](output)
-            head, blocked = self.heads(output, mask_features, class_embeddings,
-                                       sizes[(i + 1) % self.num_feature_levels])
+            head, blocked = self.heads(
+                output, mask_features, class_embeddings, sizes[(i + 1) % self.num_feature_levels]
+            )
             stages.append(head)
         final = stages[-1]
         return ModelOutputs(

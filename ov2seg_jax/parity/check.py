@@ -19,5 +19,7 @@ def check_fixture_dir(fixture_dir: str) -> list[Row]:
         from ov2seg_jax.parity.tracking_fixture import check_tracking_dir
 
         return check_tracking_dir(fixture_dir)
-    raise ValueError(f"{fixture_dir} is neither a model fixture directory (manifest.json) nor a "
-                     "tracking fixture directory (synthetic_tracking.npz)")
+    raise ValueError(
+        f"{fixture_dir} is neither a model fixture directory (manifest.json) nor a "
+        "tracking fixture directory (synthetic_tracking.npz)"
+    )

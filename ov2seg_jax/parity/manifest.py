@@ -27,7 +27,9 @@ def _find_source(name: str, search_dirs: Sequence[str]) -> str:
         path = os.path.join(d, base)
         if os.path.exists(path):
             return path
-    raise ManifestError(f"metadata file {base!r} (manifest source {name!r}) not found in {list(search_dirs)}")
+    raise ManifestError(
+        f"metadata file {base!r} (manifest source {name!r}) not found in {list(search_dirs)}"
+    )
 
 
 def _clip_text_classifier(path: str) -> np.ndarray:
@@ -40,7 +42,9 @@ def _clip_text_classifier(path: str) -> np.ndarray:
 def _lvis_freq_weight(path: str) -> np.ndarray:
     with open(path) as f:
         cats = sorted(json.load(f), key=lambda c: c["id"])
-    counts = np.asarray([0 if c["frequency"] == "r" else c["image_count"] for c in cats], np.float32)
+    counts = np.asarray(
+        [0 if c["frequency"] == "r" else c["image_count"] for c in cats], np.float32
+    )
     return (counts ** np.float32(0.5)).astype(np.float32)
 
 
@@ -70,12 +74,16 @@ def _derived(entry: dict, search_dirs: Sequence[str]) -> np.ndarray:
     else:
         raise ManifestError(f"entry {entry['key']!r}: unknown derived rule {rule!r}")
     if out.shape != shape:
-        raise ManifestError(f"entry {entry['key']!r}: rule {rule!r} gave shape {out.shape}, manifest says {shape}")
+        raise ManifestError(
+            f"entry {entry['key']!r}: rule {rule!r} gave shape {out.shape}, manifest says {shape}"
+        )
     return out.astype(entry["dtype"])
 
 
 def _sha256(a: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()).hexdigest()
+    return hashlib.sha256(
+        np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
+    ).hexdigest()
 
 
 def regenerate_state_dict(

@@ -56,8 +56,10 @@ def _decoder_heads(manifest: dict) -> int:
 
 def load_fixture_state(fixture_dir: str) -> tuple[dict, str]:
     """The fixture's state dict: from its checkpoint file when it ships one, else the manifest."""
-    files = sorted(glob.glob(os.path.join(fixture_dir, "*.pth")) +
-                   glob.glob(os.path.join(fixture_dir, "*.pkl")))
+    files = sorted(
+        glob.glob(os.path.join(fixture_dir, "*.pth"))
+        + glob.glob(os.path.join(fixture_dir, "*.pkl"))
+    )
     if files:
         return load_state_dict(files[0]), os.path.basename(files[0])
     return regenerate_state_dict(fixture_dir), "manifest.json"
@@ -88,10 +90,12 @@ class FixtureModel:
         self._forward = jax.jit(self._apply)
 
     def _apply(self, images, classifier):
-        capture = lambda mdl, method: (mdl.name in ("backbone", "pixel_decoder")
-                                       and method == "__call__")
-        out, state = self.model.apply(self.converted.variables, images, classifier,
-                                      capture_intermediates=capture)
+        capture = lambda mdl, method: (
+            mdl.name in ("backbone", "pixel_decoder") and method == "__call__"
+        )
+        out, state = self.model.apply(
+            self.converted.variables, images, classifier, capture_intermediates=capture
+        )
         inter = state["intermediates"]
         return out, inter["backbone"]["__call__"][0], inter["pixel_decoder"]["__call__"][0]
 
@@ -100,12 +104,14 @@ class FixtureModel:
         images = normalize_and_pad(frames)
         outs, first = [], None
         for start in range(0, images.shape[0], window_size):
-            result = self._forward(images[start:start + window_size], self.classifier)
+            result = self._forward(images[start : start + window_size], self.classifier)
             outs.append(result[0])
             if first is None:
                 first = result
-        window = {k: np.concatenate([np.asarray(getattr(o, k)) for o in outs])
-                  for k in ("pred_logits", "pred_object_logits", "pred_masks", "pred_embds")}
+        window = {
+            k: np.concatenate([np.asarray(getattr(o, k)) for o in outs])
+            for k in ("pred_logits", "pred_object_logits", "pred_masks", "pred_embds")
+        }
         return window, first, np.asarray(images[:1])
 
 
@@ -120,7 +126,9 @@ def _stage_rows(fixture_dir: str, first, images0) -> list[Row]:
         for key in ref:
             res = _res_name(key)
             if res:
-                rows.append(compare(f"backbone/{key}", _nchw(backbone[res][:1]), ref[key], FEATURES))
+                rows.append(
+                    compare(f"backbone/{key}", _nchw(backbone[res][:1]), ref[key], FEATURES)
+                )
     path = os.path.join(fixture_dir, "pixel_decoder_frame0.npz")
     if os.path.exists(path):
         ref = np.load(path)
@@ -139,7 +147,7 @@ def _stage_rows(fixture_dir: str, first, images0) -> list[Row]:
             ours = np.asarray(getattr(out.aux_outputs[j], name)[:1])
             if name == "pred_logits" and ref[key].shape[-1] < ours.shape[-1]:
                 # Stored: the first columns plus the background column.
-                ours = np.concatenate([ours[..., :ref[key].shape[-1] - 1], ours[..., -1:]], -1)
+                ours = np.concatenate([ours[..., : ref[key].shape[-1] - 1], ours[..., -1:]], -1)
             tol = MASK_LOGITS if name == "pred_masks" else LOGITS
             rows.append(compare(f"decoder/{key}", ours, ref[key], tol))
     return rows
@@ -158,13 +166,20 @@ def _swin_unit_rows(fixture_dir: str, fm: FixtureModel) -> list[Row]:
     block0 = SwinBlock(dim, heads, win).apply({"params": stage["params"]["blocks_0"]}, x, hw)
     out, _, merged, merged_hw = SwinStage(dim, bb.depths[0], heads, win).apply(stage, x, hw)
     grid = tuple(-(-n // win) * win for n in hw)
-    rows = [compare("swin_unit/block0", block0, unit["block0"], FEATURES),
-            compare("swin_unit/block1", out, unit["block1"], FEATURES),
-            compare("swin_unit/merged", merged, unit["merged"], FEATURES),
-            compare_exact("swin_unit/merged_hw", np.asarray(merged_hw), unit["merged_hw"])]
+    rows = [
+        compare("swin_unit/block0", block0, unit["block0"], FEATURES),
+        compare("swin_unit/block1", out, unit["block1"], FEATURES),
+        compare("swin_unit/merged", merged, unit["merged"], FEATURES),
+        compare_exact("swin_unit/merged_hw", np.asarray(merged_hw), unit["merged_hw"]),
+    ]
     if "shift_attn_mask" in unit:
-        rows.append(compare_exact("swin_unit/shift_attn_mask",
-                                  shift_window_mask(*grid, win, win // 2), unit["shift_attn_mask"]))
+        rows.append(
+            compare_exact(
+                "swin_unit/shift_attn_mask",
+                shift_window_mask(*grid, win, win // 2),
+                unit["shift_attn_mask"],
+            )
+        )
     return rows
 
 
@@ -174,16 +189,27 @@ def _window_rows(fixture_dir: str, window: dict, prefix: str) -> list[Row]:
         return []
     ref = np.load(path)
     tols = {"pred_masks": MASK_LOGITS}
-    return [compare(f"{prefix}window/{k}", window[k], ref[k], tols.get(k, LOGITS))
-            for k in ref if k in window]
+    return [
+        compare(f"{prefix}window/{k}", window[k], ref[k], tols.get(k, LOGITS))
+        for k in ref
+        if k in window
+    ]
 
 
 def check_model_dir(fixture_dir: str) -> list[Row]:
     """Every parity row of a model fixture directory (conversion, stages, tracking, instances)."""
     fm = FixtureModel(fixture_dir)
     report = fm.converted.report
-    rows = [Row(f"conversion ({fm.weights_source})", 0.0, 0.0, "all keys accounted", report.ok,
-                f"{report.converted} tensors")]
+    rows = [
+        Row(
+            f"conversion ({fm.weights_source})",
+            0.0,
+            0.0,
+            "all keys accounted",
+            report.ok,
+            f"{report.converted} tensors",
+        )
+    ]
     if os.path.exists(os.path.join(fixture_dir, "swin_stage1_unit.npz")):
         rows += _swin_unit_rows(fixture_dir, fm)
     clips = sorted(glob.glob(os.path.join(fixture_dir, "*clip.npz")))

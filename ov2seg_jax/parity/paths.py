@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 
-_SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared"))
+_SHARED = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
+)
 
 
 def fixtures_dir() -> str:

@@ -35,8 +35,14 @@ def compare(name: str, ours, ref, tol: Tolerance, note: str = "") -> Row:
     ours = np.asarray(ours, np.float64)
     ref = np.asarray(ref, np.float64)
     if ours.shape != ref.shape:
-        return Row(name, float("nan"), float("nan"), tol.describe(), False,
-                   f"shape {ours.shape} != reference {ref.shape}")
+        return Row(
+            name,
+            float("nan"),
+            float("nan"),
+            tol.describe(),
+            False,
+            f"shape {ours.shape} != reference {ref.shape}",
+        )
     if ref.size == 0:
         return Row(name, 0.0, 0.0, tol.describe(), True, note or "empty")
     diff = np.abs(ours - ref)
@@ -45,7 +51,9 @@ def compare(name: str, ours, ref, tol: Tolerance, note: str = "") -> Row:
     absmax = float(np.max(np.abs(ref)))
     max_abs = float(diff.max())
     passed = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(ref)))
-    return Row(name, max_abs, max_abs / absmax if absmax > 0 else max_abs, tol.describe(), passed, note)
+    return Row(
+        name, max_abs, max_abs / absmax if absmax > 0 else max_abs, tol.describe(), passed, note
+    )
 
 
 def compare_exact(name: str, ours, ref, note: str = "") -> Row:
@@ -53,11 +61,23 @@ def compare_exact(name: str, ours, ref, note: str = "") -> Row:
     ours = np.asarray(ours)
     ref = np.asarray(ref)
     if ours.shape != ref.shape:
-        return Row(name, float("nan"), float("nan"), "exact", False,
-                   f"shape {ours.shape} != reference {ref.shape}")
+        return Row(
+            name,
+            float("nan"),
+            float("nan"),
+            "exact",
+            False,
+            f"shape {ours.shape} != reference {ref.shape}",
+        )
     mismatches = int(np.sum(ours != ref))
-    return Row(name, float(mismatches), float(mismatches) / max(ref.size, 1), "exact",
-               mismatches == 0, note or f"{mismatches} of {ref.size} differ")
+    return Row(
+        name,
+        float(mismatches),
+        float(mismatches) / max(ref.size, 1),
+        "exact",
+        mismatches == 0,
+        note or f"{mismatches} of {ref.size} differ",
+    )
 
 
 def compare_fraction(name: str, ours, ref, max_fraction: float, note: str = "") -> Row:
@@ -65,12 +85,24 @@ def compare_fraction(name: str, ours, ref, max_fraction: float, note: str = "") 
     ours = np.asarray(ours, bool)
     ref = np.asarray(ref, bool)
     if ours.shape != ref.shape:
-        return Row(name, float("nan"), float("nan"), f"<= {max_fraction:g} differ", False,
-                   f"shape {ours.shape} != reference {ref.shape}")
+        return Row(
+            name,
+            float("nan"),
+            float("nan"),
+            f"<= {max_fraction:g} differ",
+            False,
+            f"shape {ours.shape} != reference {ref.shape}",
+        )
     mismatches = int(np.sum(ours != ref))
     frac = mismatches / max(ref.size, 1)
-    return Row(name, float(mismatches), frac, f"<= {max_fraction:g} of pixels differ",
-               frac <= max_fraction, note or f"{mismatches} of {ref.size} pixels differ")
+    return Row(
+        name,
+        float(mismatches),
+        frac,
+        f"<= {max_fraction:g} of pixels differ",
+        frac <= max_fraction,
+        note or f"{mismatches} of {ref.size} pixels differ",
+    )
 
 
 def format_table(rows: list[Row], title: str = "") -> str:
@@ -84,5 +116,8 @@ def format_table(rows: list[Row], title: str = "") -> str:
             f"{'PASS' if r.passed else 'FAIL'}" + (f"  ({r.note})" if r.note else "")
         )
     failed = sum(not r.passed for r in rows)
-    lines.append(f"{len(rows) - failed} of {len(rows)} rows within tolerance" + (f", {failed} FAILED" if failed else ""))
+    lines.append(
+        f"{len(rows) - failed} of {len(rows)} rows within tolerance"
+        + (f", {failed} FAILED" if failed else "")
+    )
     return "\n".join(lines)

@@ -116,10 +116,17 @@ def test_wrong_architecture_is_refused(small_state):
 
 def test_partial_conversion_when_asked(small_state):
     cfg = infer_model_config(small_state)
-    state = {k: v for k, v in small_state.items() if not k.startswith("sem_seg_head.predictor.mask_embed")}
+    state = {
+        k: v
+        for k, v in small_state.items()
+        if not k.startswith("sem_seg_head.predictor.mask_embed")
+    }
     conv = convert_state_dict(state, cfg, allow_partial=True)
     assert not conv.report.ok
-    assert conv.variables["params"]["predictor"]["mask_embed"]["layers_0"]["kernel"].shape == (256, 256)
+    assert conv.variables["params"]["predictor"]["mask_embed"]["layers_0"]["kernel"].shape == (
+        256,
+        256,
+    )
 
 
 def test_pkl_checkpoint_reads_like_pth(small_state, tmp_path):

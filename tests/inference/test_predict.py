@@ -39,11 +39,22 @@ def test_predictor_reproduces_the_original_on_two_windows(small):
     d, fm = small
     frames = np.load(os.path.join(d, "long_clip.npz"))["frames"]
     ref = np.load(os.path.join(d, "long_instances.npz"))
-    pred = VideoPredictor(fm.model, fm.converted.variables, fm.converted.classifier,
-                          window_size=10, top_k=int(ref["scores"].shape[0]))
+    pred = VideoPredictor(
+        fm.model,
+        fm.converted.variables,
+        fm.converted.classifier,
+        window_size=10,
+        top_k=int(ref["scores"].shape[0]),
+    )
     out = pred.predict(frames, output_size=tuple(int(x) for x in ref["output_size"]))
-    ours = {(int(q), int(lab)): i for i, (q, lab) in enumerate(zip(out.query_index, out.labels))}
-    theirs = {(int(q), int(lab)): i for i, (q, lab) in enumerate(zip(ref["query_index"], ref["labels"]))}
+    ours = {
+        (int(q), int(lab)): i
+        for i, (q, lab) in enumerate(zip(out.query_index, out.labels, strict=True))
+    }
+    theirs = {
+        (int(q), int(lab)): i
+        for i, (q, lab) in enumerate(zip(ref["query_index"], ref["labels"], strict=True))
+    }
     assert ours.keys() == theirs.keys()
     order = [ours[k] for k in theirs]
     np.testing.assert_allclose(out.scores[order], ref["scores"], atol=1e-5)
@@ -81,7 +92,9 @@ def test_frame_folder_errors(tmp_path):
 
 
 def test_frame_folder_resizes_short_side(tmp_path):
-    _write_frames(str(tmp_path), np.random.default_rng(0).integers(0, 255, (2, 60, 90, 3), np.uint8))
+    _write_frames(
+        str(tmp_path), np.random.default_rng(0).integers(0, 255, (2, 60, 90, 3), np.uint8)
+    )
     frames, original, names = read_frame_folder(str(tmp_path), min_size=40)
     assert frames.shape == (2, 40, 60, 3)
     assert original == (60, 90)
@@ -89,8 +102,13 @@ def test_frame_folder_resizes_short_side(tmp_path):
 
 
 def _main(*args):
-    return subprocess.run([sys.executable, "-m", "ov2seg_jax.main", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ov2seg_jax.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -98,18 +116,33 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     d = os.path.join(fixtures_root, "ov2seg_small")
     work = str(tmp_path / "work")
     cfg = "configs/ov2seg_r50_lvvis.py"
-    proc = _main("--config", cfg, "--workdir", work, "--mode", "convert",
-                 f"--config.convert.source={d}/model_small.pth",
-                 "--config.convert.infer_architecture=True")
+    proc = _main(
+        "--config",
+        cfg,
+        "--workdir",
+        work,
+        "--mode",
+        "convert",
+        f"--config.convert.source={d}/model_small.pth",
+        "--config.convert.infer_architecture=True",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.isdir(os.path.join(work, "checkpoint", "variables"))
 
     frames_dir = str(tmp_path / "frames")
     clip = np.load(os.path.join(d, "clip.npz"))
     _write_frames(frames_dir, clip["frames"])
-    proc = _main("--config", cfg, "--workdir", work, "--mode", "predict",
-                 f"--config.predict.input={frames_dir}", "--config.classifier.path=",
-                 "--config.inference.min_size_test=64")
+    proc = _main(
+        "--config",
+        cfg,
+        "--workdir",
+        work,
+        "--mode",
+        "predict",
+        f"--config.predict.input={frames_dir}",
+        "--config.classifier.path=",
+        "--config.inference.min_size_test=64",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.load(open(os.path.join(work, "predict", "results.json")))
     assert len(results) == 50
@@ -122,8 +155,16 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     # A classifier of the wrong width is refused with a message naming the file and shapes.
     bad = tmp_path / "bad_classifier.npy"
     np.save(bad, np.zeros((3, 300), np.float32))
-    proc = _main("--config", cfg, "--workdir", work, "--mode", "predict",
-                 f"--config.predict.input={frames_dir}", f"--config.classifier.path={bad}")
+    proc = _main(
+        "--config",
+        cfg,
+        "--workdir",
+        work,
+        "--mode",
+        "predict",
+        f"--config.predict.input={frames_dir}",
+        f"--config.classifier.path={bad}",
+    )
     assert proc.returncode == 2
     assert "bad_classifier.npy has shape (3, 300)" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -131,15 +172,30 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     # An empty frame folder too.
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = _main("--config", cfg, "--workdir", work, "--mode", "predict",
-                 f"--config.predict.input={empty}", "--config.classifier.path=")
+    proc = _main(
+        "--config",
+        cfg,
+        "--workdir",
+        work,
+        "--mode",
+        "predict",
+        f"--config.predict.input={empty}",
+        "--config.classifier.path=",
+    )
     assert proc.returncode == 2 and "holds no images" in proc.stderr
 
 
 def test_convert_reports_a_mismatched_checkpoint(fixtures_root, tmp_path):
     d = os.path.join(fixtures_root, "ov2seg_small")
-    proc = _main("--config", "configs/ov2seg_r50_lvvis.py", "--workdir", str(tmp_path),
-                 "--mode", "convert", f"--config.convert.source={d}/model_small.pth")
+    proc = _main(
+        "--config",
+        "configs/ov2seg_r50_lvvis.py",
+        "--workdir",
+        str(tmp_path),
+        "--mode",
+        "convert",
+        f"--config.convert.source={d}/model_small.pth",
+    )
     assert proc.returncode == 2
     assert "does not match the model of this config" in proc.stderr
     assert "Traceback" not in proc.stderr

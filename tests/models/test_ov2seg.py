@@ -57,27 +57,40 @@ def test_frames_are_independent(tiny_model):
     _, variables, apply, images, text = tiny_model
     both = apply(variables, images, text)
     second = apply(variables, images[1:], text)
-    np.testing.assert_allclose(np.asarray(both.pred_masks[1:]), np.asarray(second.pred_masks),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(both.pred_masks[1:]), np.asarray(second.pred_masks), atol=1e-4
+    )
 
 
 def test_normalisation_and_padding():
     frames = np.full((1, 33, 40, 3), 255, np.uint8)
     out = np.asarray(normalize_and_pad(frames))
     assert out.shape == (1, 64, 64, 3)
-    np.testing.assert_allclose(out[0, 0, 0], (255 - np.array([123.675, 116.28, 103.53]))
-                               / np.array([58.395, 57.12, 57.375]), rtol=1e-6)
+    np.testing.assert_allclose(
+        out[0, 0, 0],
+        (255 - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375]),
+        rtol=1e-6,
+    )
     assert np.all(out[0, 33:] == 0) and np.all(out[0, :, 40:] == 0)
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\)"):
         normalize_and_pad(np.zeros((33, 40, 3), np.uint8))
 
 
-@pytest.mark.parametrize("src,dst", [((24, 32), (3, 4)), ((24, 32), (12, 16)), ((12, 16), (24, 32)),
-                                     ((7, 13), (20, 9)), ((16, 24), (96, 144))])
+@pytest.mark.parametrize(
+    "src,dst",
+    [
+        ((24, 32), (3, 4)),
+        ((24, 32), (12, 16)),
+        ((12, 16), (24, 32)),
+        ((7, 13), (20, 9)),
+        ((16, 24), (96, 144)),
+    ],
+)
 def test_resize_matches_torch(src, dst):
     x = np.random.default_rng(1).standard_normal((2, 3, *src)).astype(np.float32)
-    want = torch.nn.functional.interpolate(torch.from_numpy(x), size=dst, mode="bilinear",
-                                           align_corners=False).numpy()
+    want = torch.nn.functional.interpolate(
+        torch.from_numpy(x), size=dst, mode="bilinear", align_corners=False
+    ).numpy()
     got = np.asarray(resize_bilinear(jnp.asarray(x), dst, layout="NCHW"))
     # PyTorch rounds its source coordinates slightly differently (a few float32 ulps).
     np.testing.assert_allclose(got, want, atol=1e-5)

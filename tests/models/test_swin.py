@@ -81,8 +81,11 @@ def test_rules_match_param_tree() -> None:
     imagenet = swin_imagenet_rules(model.depths, target_prefix="params")
     unfilled = swin_imagenet_unfilled_targets("params")
     assert {r.target for r in imagenet} == set(shapes) - set(unfilled)
-    assert {r.source for r in imagenet} == {r.source.removeprefix("backbone.") for r in rules
-                                            if not r.source.startswith("backbone.norm")}
+    assert {r.source for r in imagenet} == {
+        r.source.removeprefix("backbone.")
+        for r in rules
+        if not r.source.startswith("backbone.norm")
+    }
     ignored = set(swin_imagenet_ignored_source_keys(model.depths))
     assert {"head.weight", "norm.bias", "layers.0.blocks.1.attn_mask"} <= ignored
     assert not ignored & {r.source for r in imagenet}
@@ -150,13 +153,15 @@ def test_backbone_frame0(swin_dir: str, variables: dict) -> None:
 
 
 def test_drop_path_train_mode() -> None:
-    tiny = SwinTransformer(embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4,
-                           drop_path_rate=0.5)
+    tiny = SwinTransformer(
+        embed_dim=8, depths=(2, 2), num_heads=(1, 2), window_size=4, drop_path_rate=0.5
+    )
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 32, 32, 3))
     shapes = jax.eval_shape(tiny.init, jax.random.PRNGKey(0), x)
     rng = np.random.default_rng(0)
     variables = jax.tree_util.tree_map(
-        lambda s: jnp.asarray(rng.uniform(-0.5, 0.5, s.shape).astype(np.float32)), shapes)
+        lambda s: jnp.asarray(rng.uniform(-0.5, 0.5, s.shape).astype(np.float32)), shapes
+    )
 
     @jax.jit
     def run(rng: jax.Array) -> tuple[dict, dict]:

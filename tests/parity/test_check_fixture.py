@@ -47,8 +47,9 @@ def test_fixture_directory_passes(fixtures_root, name):
 
 
 def _run_script(*dirs):
-    return subprocess.run([sys.executable, SCRIPT, *dirs], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, SCRIPT, *dirs], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
 
 
 @pytest.mark.slow

@@ -19,8 +19,15 @@ from ov2seg_jax.models.norm import FrozenBatchNorm
 
 def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
     pad = kernel // 2
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype, name=name)
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        dtype=dtype,
+        name=name,
+    )
 
 
 class Bottleneck(nn.Module):
@@ -71,8 +78,9 @@ class ResNet(nn.Module):
             for b in range(n_blocks):
                 stride = 2 if (s > 0 and b == 0) else 1
                 downsample = b == 0 and (stride != 1 or in_ch != width * 4)
-                x = Bottleneck(width, stride, downsample, dtype=self.dtype,
-                               name=f"layer{s + 1}_{b}")(x)
+                x = Bottleneck(
+                    width, stride, downsample, dtype=self.dtype, name=f"layer{s + 1}_{b}"
+                )(x)
                 in_ch = width * 4
             feats[f"res{s + 2}"] = x
         return feats

@@ -59,8 +59,8 @@ def shift_window_mask(hp: int, wp: int, window_size: int, shift_size: int) -> np
 
     def bands(n: int) -> np.ndarray:
         lab = np.zeros(n, np.int64)
-        lab[n - window_size:] = 1  # n >= w always; the first band is empty when n == w
-        lab[n - shift_size:] = 2
+        lab[n - window_size :] = 1  # n >= w always; the first band is empty when n == w
+        lab[n - shift_size :] = 2
         return lab
 
     labels = bands(hp)[:, None] * 3 + bands(wp)[None, :]  # (hp, wp)
@@ -141,7 +141,7 @@ class WindowAttention(nn.Module):
         qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
         qkv = qkv.reshape(b, nw, n, 3, heads, head_dim)
         q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]  # (B, nW, N, h, d)
-        q = q * jnp.asarray(head_dim ** -0.5, q.dtype)
+        q = q * jnp.asarray(head_dim**-0.5, q.dtype)
         logits = jnp.einsum("bwnhd,bwmhd->bwhnm", q, k)  # (B, nW, h, N, N)
 
         index = swin_relative_position_index(w).reshape(-1).astype(np.int32)
@@ -212,7 +212,8 @@ class SwinBlock(nn.Module):
             y = jnp.roll(y, (-s, -s), axis=(1, 2))
         windows = window_partition(y, w)
         windows = WindowAttention(c, self.num_heads, w, dtype=self.dtype, name="attn")(
-            windows, mask if s > 0 else None)
+            windows, mask if s > 0 else None
+        )
         y = window_merge(windows, w, hp, wp)
         if s > 0:
             y = jnp.roll(y, (s, s), axis=(1, 2))
@@ -238,7 +239,8 @@ class PatchMerging(nn.Module):
         if h % 2 or wd % 2:
             x = jnp.pad(x, ((0, 0), (0, h % 2), (0, wd % 2), (0, 0)))
         x = jnp.concatenate(
-            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
+            [x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1
+        )
         x = x.reshape(b, -1, 4 * c)
         x = _layer_norm("norm", self.dtype)(x)
         return nn.Dense(2 * self.dim, use_bias=False, dtype=self.dtype, name="reduction")(x)
@@ -274,9 +276,13 @@ class SwinStage(nn.Module):
         rates = self.drop_path or (0.0,) * self.depth
         for i in range(self.depth):
             x = SwinBlock(
-                self.dim, self.num_heads, w,
+                self.dim,
+                self.num_heads,
+                w,
                 shift_size=0 if i % 2 == 0 else shift,
-                mlp_ratio=self.mlp_ratio, drop_path=rates[i], dtype=self.dtype,
+                mlp_ratio=self.mlp_ratio,
+                drop_path=rates[i],
+                dtype=self.dtype,
                 name=f"blocks_{i}",
             )(x, (h, wd), mask if i % 2 else None, train=train)
         if not self.downsample:
@@ -303,8 +309,9 @@ class PatchEmbed(nn.Module):
         _, h, w, _ = x.shape
         if h % p or w % p:
             x = jnp.pad(x, ((0, 0), (0, -h % p), (0, -w % p), (0, 0)))
-        x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype,
-                    name="proj")(x)
+        x = nn.Conv(
+            self.embed_dim, (p, p), strides=(p, p), padding="VALID", dtype=self.dtype, name="proj"
+        )(x)
         if self.patch_norm:
             x = _layer_norm("norm", self.dtype)(x)
         return x
@@ -334,14 +341,17 @@ class SwinTransformer(nn.Module):
     @property
     def num_features(self) -> tuple[int, ...]:
         """Channel width of each stage's output."""
-        return tuple(self.embed_dim * 2 ** i for i in range(len(self.depths)))
+        return tuple(self.embed_dim * 2**i for i in range(len(self.depths)))
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False) -> dict[str, jax.Array]:
         if len(self.depths) != len(self.num_heads):
-            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
-        x = PatchEmbed(self.embed_dim, self.patch_size, self.patch_norm, dtype=self.dtype,
-                       name="patch_embed")(x)
+            raise ValueError(
+                f"depths {self.depths} and num_heads {self.num_heads} differ in length"
+            )
+        x = PatchEmbed(
+            self.embed_dim, self.patch_size, self.patch_norm, dtype=self.dtype, name="patch_embed"
+        )(x)
         b, h, w, c = x.shape
         x = x.reshape(b, h * w, c)
         rates = drop_path_rates(tuple(self.depths), self.drop_path_rate)
@@ -352,9 +362,12 @@ class SwinTransformer(nn.Module):
             depth = self.depths[i]
             dim = self.num_features[i]
             out, (ho, wo), x, (h, w) = SwinStage(
-                dim, depth, self.num_heads[i], self.window_size,
+                dim,
+                depth,
+                self.num_heads[i],
+                self.window_size,
                 mlp_ratio=self.mlp_ratio,
-                drop_path=tuple(rates[start:start + depth]),
+                drop_path=tuple(rates[start : start + depth]),
                 downsample=i < num_layers - 1,
                 dtype=self.dtype,
                 name=f"layers_{i}",
@@ -399,7 +412,11 @@ def swin_from_preset(name: str, **overrides: Any) -> SwinTransformer:
     """A :class:`SwinTransformer` with a preset's sizes; ``overrides`` set the other fields
     (``drop_path_rate``, ``out_indices``, ``dtype``, ...)."""
     size = swin_preset(name)
-    fields = dict(embed_dim=size.embed_dim, depths=size.depths, num_heads=size.num_heads,
-                  window_size=size.window_size)
+    fields = dict(
+        embed_dim=size.embed_dim,
+        depths=size.depths,
+        num_heads=size.num_heads,
+        window_size=size.window_size,
+    )
     fields.update(overrides)
     return SwinTransformer(**fields)
