@@ -47,22 +47,33 @@ def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
 
 
-def read_frame_folder(
-    folder: str, min_size: int | None = None, max_size: int = 1333
-) -> tuple[np.ndarray, tuple[int, int], list[str]]:
-    """All frames of ``folder`` as (T, H', W', 3) uint8, resized so the short side is
-    ``min_size`` (None: as stored), plus the original (H, W) and the file names."""
-    paths = list_frames(folder)
+def read_frames(
+    paths, min_size: int | None = None, max_size: int = 1333
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Frames at ``paths`` as (T, H', W', 3) uint8, resized so the short side is ``min_size``
+    (None: as stored), plus the original (H, W). All frames must have one size."""
+    paths = list(paths)
+    if not paths:
+        raise ValueError("no frames to read")
     first = read_image(paths[0])
     original = first.shape[:2]
     size = resized_shape(*original, min_size, max_size) if min_size else original
     frames = []
-    for p in paths:
-        img = first if p == paths[0] else read_image(p)
+    for i, p in enumerate(paths):
+        img = first if i == 0 else read_image(p)
         if img.shape[:2] != original:
             raise ValueError(
-                f"{p} is {img.shape[1]}x{img.shape[0]}, but the first frame of "
-                f"{folder} is {original[1]}x{original[0]}: all frames must match"
+                f"{p} is {img.shape[1]}x{img.shape[0]}, but the first frame ({paths[0]}) is "
+                f"{original[1]}x{original[0]}: all frames must match"
             )
         frames.append(resize_frame(img, size))
-    return np.stack(frames), original, [os.path.basename(p) for p in paths]
+    return np.stack(frames), original
+
+
+def read_frame_folder(
+    folder: str, min_size: int | None = None, max_size: int = 1333
+) -> tuple[np.ndarray, tuple[int, int], list[str]]:
+    """All frames of ``folder`` (sorted by name), see :func:`read_frames`, plus the file names."""
+    paths = list_frames(folder)
+    frames, original = read_frames(paths, min_size, max_size)
+    return frames, original, [os.path.basename(p) for p in paths]
