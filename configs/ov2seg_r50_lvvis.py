@@ -74,4 +74,15 @@ def get_config() -> ConfigDict:
     c.checkpoint = ConfigDict(dict(path=""))
     # --mode predict: a folder of frames (sorted by name); results go to WORKDIR/predict.
     c.predict = ConfigDict(dict(input="", output=""))
+    # --mode evaluate: a YouTube-VIS-format split (the original's layout); results, the per-video
+    # cache that makes it resumable and the AP table go to WORKDIR/evaluate. semantics: "lvvis"
+    # (the official LV-VIS evaluator) or "ytvis" (YouTube-VIS / OVIS). max_videos=0: all.
+    c.evaluate = ConfigDict(
+        dict(
+            dataset_json="datasets/LVVIS/val/val_instances.json",
+            image_root="datasets/LVVIS/val/JPEGImages",
+            semantics="lvvis",
+            max_videos=0,
+        )
+    )
     return c

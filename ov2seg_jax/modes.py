@@ -5,6 +5,7 @@ Adding a mode is adding a function here and an entry in :data:`MODES`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 
@@ -74,15 +75,11 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
     return out
 
 
-def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Predict one video (a folder of frames) and write results JSON + a table of tracks."""
-    from ov2seg_jax.inference.frames import read_frame_folder
+def load_predictor(config: ml_collections.ConfigDict, workdir: str):
+    """The model directory's variables and architecture, the classifier, as a VideoPredictor."""
     from ov2seg_jax.inference.predictor import VideoPredictor
-    from ov2seg_jax.inference.results import format_tracks, to_results, write_results
     from ov2seg_jax.models.ov2seg import build_model
 
-    if not config.predict.input:
-        raise UserError("--mode predict needs --config.predict.input=FOLDER_OF_FRAMES")
     jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
     mdir = model_dir(config, workdir)
     try:
@@ -96,20 +93,31 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
         classifier = checkpoint.load_classifier(mdir)
         if classifier is None:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
+    inf = config.inference
+    return VideoPredictor(
+        build_model(model_cfg),
+        variables,
+        classifier,
+        window_size=inf.window_size,
+        top_k=inf.top_k,
+        size_divisibility=inf.size_divisibility,
+    )
+
+
+def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Predict one video (a folder of frames) and write results JSON + a table of tracks."""
+    from ov2seg_jax.inference.frames import read_frame_folder
+    from ov2seg_jax.inference.results import format_tracks, to_results, write_results
+
+    if not config.predict.input:
+        raise UserError("--mode predict needs --config.predict.input=FOLDER_OF_FRAMES")
+    predictor = load_predictor(config, workdir)
     try:
         frames, (height, width), _ = read_frame_folder(
             config.predict.input, config.inference.min_size_test, config.inference.max_size_test
         )
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
-    predictor = VideoPredictor(
-        build_model(model_cfg),
-        variables,
-        classifier,
-        window_size=config.inference.window_size,
-        top_k=config.inference.top_k,
-        size_divisibility=config.inference.size_divisibility,
-    )
     pred = predictor.predict(frames, output_size=(height, width))
     out_dir = config.predict.output or os.path.join(workdir, "predict")
     path = write_results(os.path.join(out_dir, "results.json"), to_results(0, pred))
@@ -118,7 +126,49 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
     return path
 
 
+def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+    """Predict every video of a split, write results.json, and score it when the split has GT."""
+    from ov2seg_jax.data.video_json import load_video_dataset
+    from ov2seg_jax.evaluation.errors import EvalInputError
+    from ov2seg_jax.evaluation.video_ap import evaluate_video
+    from ov2seg_jax.inference.evaluation_loop import predict_dataset
+
+    ev = config.evaluate
+    try:
+        dataset = load_video_dataset(ev.dataset_json, ev.image_root)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+    predictor = load_predictor(config, workdir)
+    if predictor.classifier.shape[0] != len(dataset.category_ids):
+        raise UserError(
+            f"the classifier has {predictor.classifier.shape[0]} rows but {ev.dataset_json} has "
+            f"{len(dataset.category_ids)} categories; set --config.classifier.path to the "
+            "dataset's classifier"
+        )
+    out_dir = os.path.join(workdir, "evaluate")
+    try:
+        results_path = predict_dataset(
+            predictor, dataset, out_dir, config.inference, max_videos=ev.max_videos
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    print(f"wrote {results_path}")
+    if not dataset.has_annotations:
+        print(f"{ev.dataset_json} has no annotations: results written, nothing to score")
+        return None
+    try:
+        result = evaluate_video(ev.dataset_json, results_path, semantics=ev.semantics)
+    except EvalInputError as e:
+        raise UserError(str(e)) from e
+    stats = result.to_json()
+    with open(os.path.join(out_dir, "stats.json"), "w") as f:
+        json.dump(stats, f, indent=1)
+    print(result.format_table(title=os.path.basename(ev.dataset_json)))
+    return stats
+
+
 MODES: dict[str, Callable[[ml_collections.ConfigDict, str], object]] = {
     "convert": run_convert,
     "predict": run_predict,
+    "evaluate": run_evaluate,
 }

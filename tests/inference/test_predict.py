@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,8 +14,8 @@ from PIL import Image
 from ov2seg_jax.inference.frames import read_frame_folder, resized_shape
 from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.parity.model_fixture import FixtureModel
+from tests.inference.conftest import run_main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _write_frames(folder, frames):
@@ -101,22 +99,12 @@ def test_frame_folder_resizes_short_side(tmp_path):
     assert names == ["00000.png", "00001.png"]
 
 
-def _main(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "ov2seg_jax.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-
-
 @pytest.mark.slow
 def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     d = os.path.join(fixtures_root, "ov2seg_small")
     work = str(tmp_path / "work")
     cfg = "configs/ov2seg_r50_lvvis.py"
-    proc = _main(
+    proc = run_main(
         "--config",
         cfg,
         "--workdir",
@@ -132,7 +120,7 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     frames_dir = str(tmp_path / "frames")
     clip = np.load(os.path.join(d, "clip.npz"))
     _write_frames(frames_dir, clip["frames"])
-    proc = _main(
+    proc = run_main(
         "--config",
         cfg,
         "--workdir",
@@ -155,7 +143,7 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     # A classifier of the wrong width is refused with a message naming the file and shapes.
     bad = tmp_path / "bad_classifier.npy"
     np.save(bad, np.zeros((3, 300), np.float32))
-    proc = _main(
+    proc = run_main(
         "--config",
         cfg,
         "--workdir",
@@ -172,7 +160,7 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
     # An empty frame folder too.
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = _main(
+    proc = run_main(
         "--config",
         cfg,
         "--workdir",
@@ -187,7 +175,7 @@ def test_convert_then_predict_from_the_command_line(fixtures_root, tmp_path):
 
 def test_convert_reports_a_mismatched_checkpoint(fixtures_root, tmp_path):
     d = os.path.join(fixtures_root, "ov2seg_small")
-    proc = _main(
+    proc = run_main(
         "--config",
         "configs/ov2seg_r50_lvvis.py",
         "--workdir",

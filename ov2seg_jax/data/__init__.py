@@ -1,0 +1,1 @@
+"""Datasets: readers of the usual local layouts and input pipelines."""
