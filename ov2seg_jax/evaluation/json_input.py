@@ -49,8 +49,14 @@ class JsonArrayStream:
     (``None`` when the array ended first).
     """
 
-    def __init__(self, path: str, source: str, begin: int = 0, end: int | None = None,
-                 chunk_bytes: int = CHUNK_BYTES) -> None:
+    def __init__(
+        self,
+        path: str,
+        source: str,
+        begin: int = 0,
+        end: int | None = None,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
         self.path = path
         self.source = source
         self.begin = begin
@@ -84,7 +90,9 @@ class JsonArrayStream:
             pos = 0
 
     def _fail(self, pos: int, problem: str) -> EvalInputError:
-        return EvalInputError(self.source, None, f"malformed JSON at byte {self._base + pos}: {problem}")
+        return EvalInputError(
+            self.source, None, f"malformed JSON at byte {self._base + pos}: {problem}"
+        )
 
     def _decode(self, pos: int) -> tuple[Any, int]:
         """Decode one value at ``pos``, reading more of the file while it is cut off."""
@@ -92,7 +100,9 @@ class JsonArrayStream:
             try:
                 value, stop = _DECODER.raw_decode(self._text, pos)
             except json.JSONDecodeError as err:
-                cut_off = err.pos >= len(self._text) - 1 or err.msg.startswith("Unterminated string")
+                cut_off = err.pos >= len(self._text) - 1 or err.msg.startswith(
+                    "Unterminated string"
+                )
                 if cut_off and not self._eof and self._refill(pos):
                     pos = 0
                     continue
@@ -150,8 +160,13 @@ class JsonArrayStream:
             raise self._fail(pos, "extra data after the end of the list")
 
 
-def find_item_start(path: str, source: str, offset: int,
-                    looks_like_item: Callable[[Any], bool], window: int = 1 << 22) -> int | None:
+def find_item_start(
+    path: str,
+    source: str,
+    offset: int,
+    looks_like_item: Callable[[Any], bool],
+    window: int = 1 << 22,
+) -> int | None:
     """Offset of the first ``{`` at or after ``offset`` that decodes to an item.
 
     A guess: it is only trusted when it equals the boundary reported by whoever read the bytes
