@@ -6,8 +6,8 @@
 Video ground truth (``videos`` in the file) gives the official LV-VIS numbers: the 12 standard
 statistics overall, for base and for novel categories (overall only when the categories carry no
 ``partition``, as in YouTube-VIS and OVIS); ``--out`` writes
-``{"stats": [12], "stats_base": [12] | null, "stats_novel": [12] | null}`` (-1.0 where a number
-cannot be computed). Image ground truth (``images``) runs LVISEval and/or COCOeval and writes
+``{"stats": [12], "stats_base": [12], "stats_novel": [12]}`` (-1.0 where a number cannot be
+computed, so all of base/novel without partitions). Image ground truth (``images``) runs LVISEval and/or COCOeval and writes
 ``{"lvis": {13 numbers}, "coco": [12]}``.
 
 Bad input ends with exit status 2 and one line naming the file and the field at fault.

@@ -60,7 +60,8 @@ class VideoEvalResult:
         return official_lines(self.stats, self.stats_base, self.stats_novel, IOU_THRS, MAX_DETS)
 
     def to_json(self) -> dict:
-        as_list = lambda s: None if s is None else [float(v) for v in s]  # noqa: E731
+        # Always 12 numbers per group; -1.0 where not computable (no partition: no base/novel).
+        as_list = lambda s: [-1.0] * len(STAT_NAMES) if s is None else [float(v) for v in s]  # noqa: E731
         return {
             "stats": as_list(self.stats),
             "stats_base": as_list(self.stats_base),

@@ -174,5 +174,6 @@ def test_ytvis_style_gt_without_partitions(small_case, tmp_path, capsys) -> None
         str(tmp_path / "s.json"),
     )
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert code == 0 and saved["stats_base"] is None and len(saved["stats"]) == 12
+    assert code == 0 and len(saved["stats"]) == 12
+    assert saved["stats_base"] == [-1.0] * 12 and saved["stats_novel"] == [-1.0] * 12
     np.testing.assert_array_equal(saved["stats"], evaluate_video(small_case[0], res).stats)
