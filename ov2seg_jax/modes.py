@@ -154,7 +154,12 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None
         raise UserError(str(e)) from e
     print(f"wrote {results_path}")
     if not dataset.has_annotations:
-        print(f"{ev.dataset_json} has no annotations: results written, nothing to score")
+        from ov2seg_jax.evaluation.submission import write_submission
+
+        zip_path = write_submission(
+            results_path, os.path.join(out_dir, "submission.zip"), videos=ev.dataset_json
+        )
+        print(f"{ev.dataset_json} has no annotations: wrote the server submission {zip_path}")
         return None
     try:
         result = evaluate_video(ev.dataset_json, results_path, semantics=ev.semantics)

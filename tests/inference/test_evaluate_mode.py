@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -110,3 +111,36 @@ def test_evaluate_mode_rejects_a_classifier_of_another_vocabulary(small_model_di
     )
     assert proc.returncode == 2
     assert "40 rows" in proc.stderr and "1 categories" in proc.stderr
+
+
+@pytest.mark.slow
+def test_evaluate_mode_on_a_split_without_annotations_writes_a_submission(
+    fixtures_root, small_model_dir, tmp_path
+):
+    gt = _make_split(
+        tmp_path / "split",
+        np.load(os.path.join(fixtures_root, "ov2seg_small", "clip.npz"))["frames"],
+    )
+    data = json.loads(open(gt).read())
+    del data["annotations"]
+    test_json = tmp_path / "split" / "test.json"
+    test_json.write_text(json.dumps(data))
+    work = tmp_path / "work"
+    proc = run_main(
+        "--config",
+        CFG,
+        "--workdir",
+        str(work),
+        "--mode",
+        "evaluate",
+        f"--config.checkpoint.path={small_model_dir}",
+        f"--config.evaluate.dataset_json={test_json}",
+        f"--config.evaluate.image_root={tmp_path / 'split' / 'JPEGImages'}",
+        "--config.classifier.path=",
+        "--config.inference.min_size_test=64",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(work / "evaluate" / "submission.zip") as zf:
+        assert zf.namelist() == ["results.json"]
+        results = json.loads(zf.read("results.json"))
+    assert {r["video_id"] for r in results} == {1, 2}

@@ -17,7 +17,6 @@ from ov2seg_jax.parity.model_fixture import FixtureModel
 from tests.inference.conftest import run_main
 
 
-
 def _write_frames(folder, frames):
     os.makedirs(folder, exist_ok=True)
     for i, f in enumerate(frames):
