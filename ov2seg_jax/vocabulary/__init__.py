@@ -1,0 +1,48 @@
+"""Open-vocabulary text classifiers: vocabularies, prompt templates and the CLIP text encoder.
+
+Typical use::
+
+    from ov2seg_jax.vocabulary import build_text_classifier, load_vocabulary
+
+    names = load_vocabulary("cat,dog,skateboard")  # or a path to a names .txt file
+    classifier = build_text_classifier(names, clip_model="/models/clip-vit-base-patch32")
+    # classifier: (3, 512) float32, unit-norm rows, the layout of fg_bg_5_10_*_ens.npy
+
+Command line: ``python -m data_prep.build_classifier --names "cat,dog" --clip DIR --out c.npy``.
+"""
+
+from __future__ import annotations
+
+from ov2seg_jax.vocabulary.cache import CACHE_ENV_VAR, cache_key, default_cache_dir
+from ov2seg_jax.vocabulary.clip_text import (
+    DEFAULT_CLIP_MODEL,
+    ClipTextEncoder,
+    build_text_classifier,
+    encoder_identity,
+)
+from ov2seg_jax.vocabulary.names import (
+    clean_name,
+    load_vocabulary,
+    parse_names,
+    prepare_names,
+    read_names_file,
+)
+from ov2seg_jax.vocabulary.templates import DEFAULT_TEMPLATES, SINGLE_TEMPLATE, validate_templates
+
+__all__ = [
+    "CACHE_ENV_VAR",
+    "DEFAULT_CLIP_MODEL",
+    "DEFAULT_TEMPLATES",
+    "SINGLE_TEMPLATE",
+    "ClipTextEncoder",
+    "build_text_classifier",
+    "cache_key",
+    "clean_name",
+    "default_cache_dir",
+    "encoder_identity",
+    "load_vocabulary",
+    "parse_names",
+    "prepare_names",
+    "read_names_file",
+    "validate_templates",
+]

@@ -1,0 +1,277 @@
+"""Tests for ov2seg_jax.vocabulary: names, templates, cache and the CLIP text classifier.
+
+Everything runs offline on a tiny randomly initialised CLIP text model saved to a temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ov2seg_jax.vocabulary import (
+    DEFAULT_TEMPLATES,
+    build_text_classifier,
+    clean_name,
+    clip_text,
+    default_cache_dir,
+    load_vocabulary,
+    prepare_names,
+    validate_templates,
+)
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ("a photo of a {}.", "a blurry photo of the {}.", "a video frame showing a {}.")
+PROJ_DIM = 16
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random tiny CLIP text model + char-level tokenizer saved with save_pretrained."""
+    root = tmp_path_factory.mktemp("tiny_clip")
+    chars = string.ascii_lowercase + string.digits + ".,-()'!?"
+    tokens = list(chars) + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    vocab_file, merges_file = root / "vocab.json", root / "merges.txt"
+    vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
+    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
+    model_dir = root / "model"
+    tokenizer = transformers.CLIPTokenizer(str(vocab_file), str(merges_file))
+    tokenizer.save_pretrained(model_dir)
+    config = transformers.CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=PROJ_DIM,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    transformers.CLIPTextModelWithProjection(config).save_pretrained(model_dir)
+    return str(model_dir)
+
+
+def _reference_row(model_dir: str, name: str, templates: tuple[str, ...]) -> np.ndarray:
+    """The classifier row for ``name``, computed one prompt at a time straight from transformers."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    model = transformers.CLIPTextModelWithProjection.from_pretrained(model_dir).eval()
+    embeddings = []
+    with torch.no_grad():
+        for template in templates:
+            ids = tokenizer(template.format(name), return_tensors="pt")["input_ids"]
+            emb = model(input_ids=ids).text_embeds[0].double().numpy()
+            embeddings.append(emb / np.linalg.norm(emb))
+    mean = np.mean(embeddings, axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+# --- names and templates -------------------------------------------------------------------------
+
+
+def test_clean_name() -> None:
+    assert clean_name("aerosol_can") == "aerosol can"
+    assert clean_name("bow_(weapon)") == "bow (weapon)"
+    assert clean_name("bow(weapon)") == "bow (weapon)"
+    assert clean_name("  teddy__bear ") == "teddy bear"
+    assert clean_name("cover_( shield )") == "cover (shield)"
+    assert clean_name("Skateboard") == "Skateboard"
+
+
+def test_load_vocabulary_string_and_file(tmp_path: Path) -> None:
+    assert load_vocabulary("cat, dog,skate_board") == ["cat", "dog", "skate board"]
+    assert load_vocabulary("cat,dog,") == ["cat", "dog"]
+    assert load_vocabulary("cat") == ["cat"]
+    path = tmp_path / "names.txt"
+    path.write_text("# my classes\ncat\n\n  aerosol_can  \n# skipped\nbow_(weapon)\n")
+    expected = ["cat", "aerosol can", "bow (weapon)"]
+    assert load_vocabulary(str(path)) == expected
+    assert load_vocabulary(path) == expected
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        load_vocabulary(str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        ([], "empty"),
+        (["cat", ""], "entry 1"),
+        (["cat", " _ "], "empty after cleaning"),
+        (["cat", "dog", "Cat"], "duplicates entry 0"),
+        (["aerosol_can", "aerosol can"], "duplicates"),
+    ],
+)
+def test_bad_vocabularies(names: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        prepare_names(names)
+
+
+def test_bad_vocabulary_strings(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        load_vocabulary("cat,,dog")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n\n")
+    with pytest.raises(ValueError, match="empty.txt"):
+        load_vocabulary(str(empty))
+    with pytest.raises(ValueError, match="expected a sequence"):
+        prepare_names("cat")
+
+
+def test_templates() -> None:
+    assert 10 <= len(DEFAULT_TEMPLATES) <= 20
+    assert validate_templates(DEFAULT_TEMPLATES) == DEFAULT_TEMPLATES
+    for bad in (["a photo"], ["{} and {}"], [], "a photo of a {}.", ["a {}", "a {}"]):
+        with pytest.raises(ValueError):
+            validate_templates(bad)
+
+
+def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("OV2SEG_CACHE", raising=False)
+    assert default_cache_dir().endswith(os.path.join(".cache", "ov2seg_jax", "classifiers"))
+    monkeypatch.setenv("OV2SEG_CACHE", str(tmp_path))
+    assert default_cache_dir() == str(tmp_path)
+
+
+# --- the classifier ------------------------------------------------------------------------------
+
+
+def test_classifier_values_and_order(tiny_clip: str, tmp_path: Path) -> None:
+    names = ["cat", "dog", "aerosol_can"]
+    clf = build_text_classifier(names, tiny_clip, templates=TEMPLATES, cache_dir=tmp_path)
+    assert clf.shape == (3, PROJ_DIM) and clf.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(clf, axis=1), 1.0, atol=1e-5)
+    for row, name in zip(clf, ["cat", "dog", "aerosol can"], strict=True):
+        np.testing.assert_allclose(row, _reference_row(tiny_clip, name, TEMPLATES), atol=2e-5)
+    assert not np.allclose(clf[0], clf[1])
+
+    # Row order follows the names; small batches give the same result as one big batch.
+    reversed_clf = build_text_classifier(
+        names[::-1], tiny_clip, templates=TEMPLATES, batch_size=2, use_cache=False
+    )
+    np.testing.assert_allclose(reversed_clf, clf[::-1], atol=1e-5)
+
+
+def test_cache_hit_skips_encoder(
+    tiny_clip: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OV2SEG_CACHE", str(tmp_path / "env_cache"))
+    first = build_text_classifier(["cat", "dog"], tiny_clip, templates=TEMPLATES)
+    files = list((tmp_path / "env_cache").glob("*.npy"))
+    assert len(files) == 1 and len(files[0].stem) == 64  # sha256 hex
+    assert not list((tmp_path / "env_cache").glob(".tmp-*"))
+
+    def unloadable(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the encoder must not be loaded on a cache hit")
+
+    monkeypatch.setattr(clip_text.ClipTextEncoder, "__init__", unloadable)
+    second = build_text_classifier(["cat", "dog"], tiny_clip, templates=TEMPLATES)
+    assert second.tobytes() == first.tobytes()
+    # Same names after cleaning -> same key.
+    assert build_text_classifier(["cat ", "dog"], tiny_clip, templates=TEMPLATES).shape == (2, 16)
+    # Different names or templates miss the cache and need the (now unloadable) encoder.
+    with pytest.raises(AssertionError, match="must not be loaded"):
+        build_text_classifier(["cat", "bird"], tiny_clip, templates=TEMPLATES)
+    with pytest.raises(AssertionError, match="must not be loaded"):
+        build_text_classifier(["cat", "dog"], tiny_clip, templates=TEMPLATES[:2])
+
+
+def test_bad_model_path(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no_such_clip")
+    with pytest.raises(OSError, match="no_such_clip") as info:
+        build_text_classifier(["cat"], missing, cache_dir=tmp_path)
+    assert "local directory" in str(info.value)
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    with pytest.raises(OSError, match="empty_model"):
+        build_text_classifier(["cat"], str(empty), use_cache=False)
+    with pytest.raises(OSError, match="empty_model"):
+        build_text_classifier(["cat"], str(empty), cache_dir=tmp_path)
+
+
+def test_bad_inputs_fail_before_loading(tiny_clip: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        build_text_classifier([], tiny_clip, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="duplicates"):
+        build_text_classifier(["cat", "cat"], tiny_clip, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="batch_size"):
+        build_text_classifier(["cat"], tiny_clip, cache_dir=tmp_path, batch_size=0)
+
+
+def test_cli(tiny_clip: str, tmp_path: Path) -> None:
+    names_file = tmp_path / "classes.txt"
+    names_file.write_text("cat\n# comment\ndog\n")
+    out = tmp_path / "out" / "classifier"  # no .npy suffix: written to exactly this path
+    env = {**os.environ, "OV2SEG_CACHE": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "data_prep.build_classifier", "--clip", tiny_clip]
+    result = subprocess.run(
+        [*cmd, "--names-file", str(names_file), "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert str(out) in result.stdout and "(2, 16)" in result.stdout
+    from_cli = np.load(out)
+    expected = build_text_classifier(["cat", "dog"], tiny_clip, cache_dir=tmp_path / "cache")
+    assert from_cli.tobytes() == expected.tobytes()
+
+    bad = subprocess.run(
+        [*cmd[:-2], "--names", "cat,dog", "--clip", str(tmp_path / "nope"), "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_full_clip_checkpoint_and_text_only_checkpoint(tiny_clip: str, tmp_path: Path) -> None:
+    """A full CLIPModel directory (the usual download) works; one without projection errors."""
+    text_config = transformers.CLIPTextConfig.from_pretrained(tiny_clip).to_dict()
+    vision_config = dict(
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=16,
+    )
+    config = transformers.CLIPConfig(
+        text_config=text_config, vision_config=vision_config, projection_dim=8
+    )
+    torch.manual_seed(1)
+    full = transformers.CLIPModel(config).eval()
+    full_dir = tmp_path / "full_clip"
+    full.save_pretrained(full_dir)
+    transformers.AutoTokenizer.from_pretrained(tiny_clip).save_pretrained(full_dir)
+    clf = build_text_classifier(["cat"], str(full_dir), templates=TEMPLATES[:1], use_cache=False)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(full_dir)
+    with torch.no_grad():
+        ids = tokenizer([TEMPLATES[0].format("cat")], return_tensors="pt")["input_ids"]
+        hidden = full.text_model(input_ids=ids).pooler_output
+        ref = full.text_projection(hidden)[0].numpy()
+    np.testing.assert_allclose(clf[0], ref / np.linalg.norm(ref), atol=1e-5)
+
+    text_only = tmp_path / "text_only"
+    transformers.CLIPTextModel(transformers.CLIPTextConfig(**text_config)).save_pretrained(
+        text_only
+    )
+    transformers.AutoTokenizer.from_pretrained(tiny_clip).save_pretrained(text_only)
+    with pytest.raises(OSError, match="text_only.*text_projection"):
+        build_text_classifier(["cat"], str(text_only), use_cache=False)
