@@ -25,21 +25,10 @@ import numpy as np
 
 from .errors import EvalInputError
 from .json_input import read_json
+from .summary import STAT_NAMES
 
-COCO_STAT_NAMES = (
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-)
+# COCOeval reports the same 12 statistics, in the same order, as the video evaluator.
+COCO_STAT_NAMES = STAT_NAMES
 IMAGE_KINDS = ("lvis", "coco")
 
 
