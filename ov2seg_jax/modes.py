@@ -14,10 +14,9 @@ import ml_collections
 import numpy as np
 
 from ov2seg_jax import checkpoint
-from ov2seg_jax.convert.convert_ov2seg import abstract_variables, convert_state_dict
+from ov2seg_jax.convert.convert_ov2seg import abstract_variables, convert_checkpoint
 from ov2seg_jax.convert.converter import ConversionError
-from ov2seg_jax.convert.infer_config import infer_model_config
-from ov2seg_jax.convert.readers import CheckpointFormatError, load_state_dict
+from ov2seg_jax.convert.readers import CheckpointFormatError
 from ov2seg_jax.parity.paths import metadata_dir
 
 
@@ -60,10 +59,10 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
     if not source:
         raise UserError("--mode convert needs --config.convert.source=PATH (.pth or .pkl)")
     try:
-        state = load_state_dict(source)
-        model_cfg = infer_model_config(state) if config.convert.infer_architecture else config.model
-        converted = convert_state_dict(
-            state, model_cfg, source=source, allow_partial=config.convert.allow_partial
+        converted, model_cfg = convert_checkpoint(
+            source,
+            None if config.convert.infer_architecture else config.model,
+            allow_partial=config.convert.allow_partial,
         )
     except (FileNotFoundError, CheckpointFormatError, ConversionError, ValueError) as e:
         raise UserError(str(e)) from e

@@ -88,9 +88,17 @@ def convert_state_dict(
 
 
 def convert_checkpoint(
-    path: str, model_cfg: ml_collections.ConfigDict, *, allow_partial: bool = False
-) -> ConvertedModel:
-    """Read ``path`` (.pth/.pkl) and convert it (see :func:`convert_state_dict`)."""
-    return convert_state_dict(
-        load_state_dict(path), model_cfg, allow_partial=allow_partial, source=path
-    )
+    path: str, model_cfg: ml_collections.ConfigDict | None, *, allow_partial: bool = False
+) -> tuple[ConvertedModel, ml_collections.ConfigDict]:
+    """Read ``path`` (.pth/.pkl) and convert it (see :func:`convert_state_dict`).
+
+    ``model_cfg=None`` reads the architecture off the checkpoint. Returns the converted model and
+    the ``config.model`` it was converted for.
+    """
+    from ov2seg_jax.convert.infer_config import infer_model_config
+
+    state = load_state_dict(path)
+    if model_cfg is None:
+        model_cfg = infer_model_config(state)
+    converted = convert_state_dict(state, model_cfg, allow_partial=allow_partial, source=path)
+    return converted, model_cfg
