@@ -6,14 +6,7 @@ original's outputs at every stage. The weights go through the real converter (fi
 -> conversion table -> Flax variables), the architecture is read off the state dict, and every
 stored tensor becomes one row of the parity table.
 
-Tolerances (float32 end to end). The fixtures record how far the original's own float32 run is
-from its float64 rerun: backbone and pixel decoder <= 3.8e-6 (magnitudes 2..8), class logits
-<= 1.2e-5 (magnitude <= 10, the temperature of 50 amplifies feature errors), embeddings <= 2.8e-6,
-mask logits <= 2.7e-5 (magnitude <= 21); the same model with the frame batched differently moves
-logits by 1e-5 and mask logits by 3e-5. Two float32 implementations that sum in different orders
-are each that far from the exact answer, so we allow ~10x the recorded float32 error: atol = rtol =
-1e-4 for backbone/pixel decoder, atol 2e-4 for class/object logits and embeddings, 5e-4 for mask
-logits. A wrong detail (GELU variant, an eps, an index order) moves these tensors by 1e-3 or more.
+Tolerances: :mod:`ov2seg_jax.parity.tolerances`.
 """
 
 from __future__ import annotations
@@ -33,12 +26,10 @@ from ov2seg_jax.convert.readers import load_state_dict
 from ov2seg_jax.models.ov2seg import build_model
 from ov2seg_jax.models.preprocess import normalize_and_pad
 from ov2seg_jax.parity.manifest import regenerate_state_dict
-from ov2seg_jax.parity.report import Row, Tolerance, compare, compare_exact
+from ov2seg_jax.parity.report import Row, compare, compare_exact
+from ov2seg_jax.parity.tolerances import FEATURES, LOGITS, MASK_LOGITS
 from ov2seg_jax.parity.tracking_fixture import check_post_processing
 
-FEATURES = Tolerance(atol=1e-4, rtol=1e-4)
-LOGITS = Tolerance(atol=2e-4)
-MASK_LOGITS = Tolerance(atol=5e-4)
 WINDOW_SIZE = 10  # the original's run_window_inference default
 
 

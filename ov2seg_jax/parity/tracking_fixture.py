@@ -27,15 +27,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from ov2seg_jax.parity.report import Row, Tolerance, compare, compare_exact, compare_fraction
+from ov2seg_jax.parity.tolerances import LOGITS, MASK_LOGITS, MAX_MASK_PIXEL_FRACTION, SCORES
 from ov2seg_jax.tracking.matching import assignment_total, solve_assignment
 from ov2seg_jax.tracking.readout import InstanceResult, instance_inference, masks_to_output
 from ov2seg_jax.tracking.tracker import TrackResult, track_video
 
-# Tolerances from the fixtures README ("Tolerances (measured, not guessed)").
-TOL_SCORES = Tolerance(1e-5)
-TOL_LOGITS = Tolerance(2e-4)
-TOL_MASK_LOGITS = Tolerance(5e-4)
-MAX_MASK_PIXEL_FRACTION = 1e-4
 TIE_TOTAL_COST_ATOL = 1e-5
 # Costs of identical inputs agree to a few float32 ulps; costs of our model's embeddings move with
 # the embeddings (atol 2e-4 each, relative to norms of about 16), hence two bounds.
@@ -148,11 +144,11 @@ def tracking_rows(
     if ref_cost is not None:
         rows.append(compare(f"{tag}match_cost", result.match_cost, ref_cost, cost_tol))
     tolerances = {
-        "pred_logits": TOL_LOGITS,
-        "pred_obj_logits": TOL_LOGITS,
-        "pred_per_frame_logits": TOL_LOGITS,
-        "pred_per_frame_obj_logits": TOL_LOGITS,
-        "pred_masks": TOL_MASK_LOGITS,
+        "pred_logits": LOGITS,
+        "pred_obj_logits": LOGITS,
+        "pred_per_frame_logits": LOGITS,
+        "pred_per_frame_obj_logits": LOGITS,
+        "pred_masks": MASK_LOGITS,
     }
     for field, tol in tolerances.items():
         ref = refs.get(field)
@@ -223,9 +219,9 @@ def instance_rows(
         )
     ]
     checks: dict[str, Tolerance | None] = {  # None: exact
-        "scores": TOL_SCORES,
+        "scores": SCORES,
         "topk_flat_index": None,
-        "pred_masks": TOL_MASK_LOGITS,
+        "pred_masks": MASK_LOGITS,
         "frame_ignored": None,
     }
     for field, tol in checks.items():
