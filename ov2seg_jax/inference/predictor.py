@@ -21,9 +21,7 @@ import numpy as np
 
 from ov2seg_jax.models.preprocess import normalize_and_pad, padded_size
 from ov2seg_jax.tracking import instance_inference, masks_to_output, track_window
-from ov2seg_jax.tracking.tracker import assemble_result
-
-OUTPUT_KEYS = ("pred_logits", "pred_object_logits", "pred_masks", "pred_embds")
+from ov2seg_jax.tracking.tracker import WINDOW_KEYS, assemble_result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +66,7 @@ class VideoPredictor:
 
     def _apply(self, variables, images, classifier):
         out = self.model.apply(variables, images, classifier)
-        return {k: getattr(out, k) for k in OUTPUT_KEYS}
+        return {k: getattr(out, k) for k in WINDOW_KEYS}
 
     def window_outputs(self, images: jax.Array) -> dict[str, np.ndarray]:
         """Per-frame outputs for up to ``window_size`` normalised, padded frames."""

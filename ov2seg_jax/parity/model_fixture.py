@@ -29,6 +29,7 @@ from ov2seg_jax.parity.manifest import regenerate_state_dict
 from ov2seg_jax.parity.report import Row, compare, compare_exact
 from ov2seg_jax.parity.tolerances import FEATURES, LOGITS, MASK_LOGITS
 from ov2seg_jax.parity.tracking_fixture import check_post_processing
+from ov2seg_jax.tracking.tracker import WINDOW_KEYS
 
 WINDOW_SIZE = 10  # the original's run_window_inference default
 
@@ -99,10 +100,7 @@ class FixtureModel:
             outs.append(result[0])
             if first is None:
                 first = result
-        window = {
-            k: np.concatenate([np.asarray(getattr(o, k)) for o in outs])
-            for k in ("pred_logits", "pred_object_logits", "pred_masks", "pred_embds")
-        }
+        window = {k: np.concatenate([np.asarray(getattr(o, k)) for o in outs]) for k in WINDOW_KEYS}
         return window, first, np.asarray(images[:1])
 
 

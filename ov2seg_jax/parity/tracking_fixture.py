@@ -30,15 +30,13 @@ from ov2seg_jax.parity.report import Row, Tolerance, compare, compare_exact, com
 from ov2seg_jax.parity.tolerances import LOGITS, MASK_LOGITS, MAX_MASK_PIXEL_FRACTION, SCORES
 from ov2seg_jax.tracking.matching import assignment_total, solve_assignment
 from ov2seg_jax.tracking.readout import InstanceResult, instance_inference, masks_to_output
-from ov2seg_jax.tracking.tracker import TrackResult, track_video
+from ov2seg_jax.tracking.tracker import WINDOW_KEYS, TrackResult, track_video
 
 TIE_TOTAL_COST_ATOL = 1e-5
 # Costs of identical inputs agree to a few float32 ulps; costs of our model's embeddings move with
 # the embeddings (atol 2e-4 each, relative to norms of about 16), hence two bounds.
 TOL_COST_SAME_INPUTS = Tolerance(1e-5)
 TOL_COST_MODEL = Tolerance(2e-4)
-
-WINDOW_KEYS = ("pred_embds", "pred_logits", "pred_object_logits", "pred_masks")
 
 
 # --------------------------------------------------------------------------------------------

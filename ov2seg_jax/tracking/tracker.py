@@ -33,7 +33,8 @@ from ov2seg_jax.tracking.matching import AssignmentSolver, match_embeddings
 
 MEMORY_MOMENTUM = 0.7  # weight of the aligned current frame in the memory update (a code constant)
 
-_WINDOW_KEYS = ("pred_embds", "pred_logits", "pred_object_logits", "pred_masks")
+# The per-frame model outputs a window of the tracker consists of (track_video argument order).
+WINDOW_KEYS = ("pred_embds", "pred_logits", "pred_object_logits", "pred_masks")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +118,10 @@ class TrackResult(NamedTuple):
 
 def _window_arrays(window: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Validate a window's four outputs and return them as float32 arrays."""
-    missing = [k for k in _WINDOW_KEYS if k not in window]
+    missing = [k for k in WINDOW_KEYS if k not in window]
     if missing:
-        raise KeyError(f"window is missing {missing}; it needs {list(_WINDOW_KEYS)}")
-    arrays = {k: np.asarray(window[k], dtype=np.float32) for k in _WINDOW_KEYS}
+        raise KeyError(f"window is missing {missing}; it needs {list(WINDOW_KEYS)}")
+    arrays = {k: np.asarray(window[k], dtype=np.float32) for k in WINDOW_KEYS}
     expected_ndim = {"pred_embds": 3, "pred_logits": 3, "pred_object_logits": 3, "pred_masks": 4}
     for k, nd in expected_ndim.items():
         if arrays[k].ndim != nd:
@@ -131,7 +132,7 @@ def _window_arrays(window: Mapping[str, object]) -> dict[str, np.ndarray]:
         raise ValueError(
             f"window has no frames (pred_embds has shape {arrays['pred_embds'].shape})"
         )
-    for k in _WINDOW_KEYS:
+    for k in WINDOW_KEYS:
         if arrays[k].shape[:2] != (t, q):
             raise ValueError(
                 f"window[{k!r}] has shape {arrays[k].shape}, but pred_embds says (T, Q) = {(t, q)}"
