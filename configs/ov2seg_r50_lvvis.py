@@ -67,6 +67,67 @@ def get_config() -> ConfigDict:
         )
     )
 
+    # --mode train (see configs/ov2seg_r50_lvis.py for the original's LVIS schedule).
+    # batch_size is global (all hosts and devices); compute_dtype "bfloat16" runs the forward and
+    # backward passes in bfloat16 with float32 master weights; init_backbone: a pretrained
+    # backbone checkpoint (timm ResNet-50 / Swin ImageNet-22k) loaded before step 0.
+    c.train = ConfigDict(
+        dict(
+            batch_size=16,
+            num_steps=368_750,
+            log_every=20,
+            checkpoint_every=1000,
+            keep_checkpoints=3,
+            eval_every=0,
+            best_metric="",
+            compute_dtype="float32",
+            init_backbone="",
+            init_image_size=64,
+        )
+    )
+    # AdamW as Mask2Former builds it (rules table in ov2seg_jax/train/optimizer.py), full-model
+    # gradient clipping, detectron2's WarmupMultiStepLR.
+    c.optimizer = ConfigDict(
+        dict(
+            base_lr=1e-4,
+            weight_decay=0.05,
+            weight_decay_norm=0.0,
+            weight_decay_embed=0.0,
+            backbone_multiplier=0.1,
+            clip_norm=0.01,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-8,
+            warmup_iters=10,
+            warmup_factor=1.0,
+            decay_steps=(327_778, 355_092),
+            gamma=0.1,
+        )
+    )
+    # The criterion: matcher costs and loss weights (class 2, objectness 2, mask BCE 5, dice 5),
+    # point-sampled mask losses, the federated class loss over LVIS frequencies.
+    c.loss = ConfigDict(
+        dict(
+            class_weight=2.0,
+            object_weight=2.0,
+            mask_weight=5.0,
+            dice_weight=5.0,
+            num_points=12544,
+            oversample_ratio=3.0,
+            importance_sample_ratio=0.75,
+            federated=True,
+            num_fed_classes=50,
+            fed_factor=1.7,
+            object_empty_weight=0.4,
+            class_frequency_path="datasets/metadata/lvis_v1_train_cat_info.json",
+        )
+    )
+    # Multi-host: jax.distributed.initialize(coordinator_address, num_processes, process_id), or
+    # auto_detect on platforms that provide them. fsdp shards large parameters over devices.
+    c.distributed = ConfigDict(
+        dict(coordinator_address="", num_processes=1, process_id=0, auto_detect=False, fsdp=False)
+    )
+
     # --mode convert: an original checkpoint (.pth / .pkl) to an Orbax checkpoint in workdir.
     # infer_architecture reads the model sizes off the checkpoint instead of config.model.
     c.convert = ConfigDict(dict(source="", allow_partial=False, infer_architecture=False))

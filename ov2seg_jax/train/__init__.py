@@ -1,0 +1,1 @@
+"""Training: optimizer rules, train state and step, sharding, checkpoints and the loop."""

@@ -1,0 +1,207 @@
+"""The training loop: build everything from the config, resume, step, log, save, evaluate.
+
+``train(config, workdir)`` is what ``--mode train`` runs. Layout of ``workdir``::
+
+    train/checkpoints/<step>/{state,meta}   Orbax CheckpointManager (async, keep last N)
+    train/metrics.jsonl, events.out.*       logs (JSON lines + TensorBoard)
+    checkpoint/                             the final model directory (what predict/evaluate read)
+
+Running it again on the same workdir resumes from the newest checkpoint (parameters, optimizer,
+step, PRNG key and data position), so an interrupted run ends with the same parameters as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from ov2seg_jax import checkpoint as model_checkpoint
+from ov2seg_jax.models.ov2seg import build_model
+from ov2seg_jax.train import checkpoints, distributed, sharding
+from ov2seg_jax.train.metrics_writer import MetricsWriter
+from ov2seg_jax.train.optimizer import format_rules_table, learning_rate_schedule, make_optimizer
+from ov2seg_jax.train.state import TrainState, create_train_state, model_variables
+from ov2seg_jax.train.step import make_train_step
+
+# (variables, step) -> metrics to log (e.g. AP); called every ``train.eval_every`` steps.
+EvalFn = Callable[[dict, int], dict[str, float]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN/Inf."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    final_step: int
+    model_dir: str
+    metrics_path: str
+    last_metrics: dict[str, float]
+
+
+def init_variables(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray, seed: int):
+    """Fresh model variables ({'params', 'frozen'}) from ``seed``."""
+    size = cfg.get("init_image_size", 64)
+    images = jnp.zeros((1, size, size, 3), jnp.float32)
+    rngs = {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
+    return jax.jit(lambda: model.init(rngs, images, jnp.asarray(classifier)))()
+
+
+def _host_metrics(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    classifier: np.ndarray,
+    loss_terms_fn,
+    loss_weights: dict[str, float],
+    batches: Callable[[int], Iterator[dict[str, np.ndarray]]],
+    eval_fn: EvalFn | None = None,
+    init_fn: Callable[[dict], dict] | None = None,
+    max_steps: int | None = None,
+) -> TrainResult:
+    """Train ``config.model`` for ``config.train.num_steps`` steps (or until ``max_steps``).
+
+    ``batches(start_batch)`` yields this host's batches from a position (its share of the global
+    batch); ``init_fn`` may replace parts of the fresh variables (pretrained backbone).
+    ``max_steps`` stops early (a test's way to interrupt a run) without changing the schedule.
+    """
+    tc = config.train
+    distributed.initialize(config.distributed)
+    mesh = sharding.make_mesh()
+    n_dev = mesh.devices.size
+    if tc.batch_size % n_dev:
+        raise ValueError(
+            f"config.train.batch_size={tc.batch_size} must be divisible by the {n_dev} devices"
+        )
+    model = build_model(config.model)
+    train_dir = os.path.join(workdir, "train")
+    manager = checkpoints.make_manager(
+        os.path.join(train_dir, "checkpoints"),
+        keep=tc.keep_checkpoints,
+        best_metric=tc.get("best_metric", ""),
+    )
+
+    variables = init_variables(model, tc, classifier, config.seed)
+    if init_fn is not None and manager.latest_step() is None:
+        variables = init_fn(variables)
+    tx, table = make_optimizer(config.optimizer, variables["params"])
+    state = create_train_state(variables, tx, config.seed)
+    abstract = jax.eval_shape(lambda s: s, state)
+    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
+    state = jax.device_put(state, state_sh)
+
+    restored = checkpoints.restore_latest(
+        manager,
+        jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
+        ),
+    )
+    data_position = 0
+    if restored is not None:
+        state, meta = restored
+        data_position = int(meta["data_position"])
+        print(f"resumed from step {int(state.step)} ({manager.directory})")
+    else:
+        print("optimizer groups:\n" + format_rules_table(table))
+
+    step_fn = jax.jit(
+        make_train_step(
+            model,
+            tx,
+            loss_terms_fn,
+            loss_weights,
+            jnp.asarray(classifier),
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+            compute_dtype=tc.compute_dtype,
+        ),
+        in_shardings=(state_sh, sharding.batch_sharding(mesh)),
+        out_shardings=(state_sh, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+    writer = MetricsWriter(train_dir)
+    start = int(state.step)
+    end = tc.num_steps if max_steps is None else min(tc.num_steps, max_steps)
+    last: dict[str, float] = {}
+    iterator = batches(data_position)
+    pending = None  # the previous step's metrics, checked while the next step runs
+    t_last, n_since = time.perf_counter(), 0
+    bar = tqdm(
+        total=end, initial=start, desc="train", unit="step", disable=jax.process_index() != 0
+    )
+    try:
+        for step in range(start, end):
+            local = next(iterator)
+            data_position += 1
+            state, metrics = step_fn(state, sharding.global_batch(local, mesh))
+            if pending is not None:
+                _check_finite(pending)
+            pending = metrics
+            n_since += 1
+            done = step + 1
+            if done % tc.log_every == 0 or done == end:
+                last = _host_metrics(metrics)
+                _check_finite(metrics)
+                elapsed = time.perf_counter() - t_last
+                last["step_time"] = elapsed / n_since
+                last["images_per_second"] = tc.batch_size * n_since / elapsed
+                t_last, n_since = time.perf_counter(), 0
+                writer.write(done, last)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['learning_rate']:.2e}")
+            bar.update(1)
+            if done % tc.checkpoint_every == 0 or done == end:
+                _check_finite(metrics)
+                eval_metrics = None
+                if (
+                    eval_fn is not None
+                    and tc.eval_every
+                    and (done % tc.eval_every == 0 or done == end)
+                ):
+                    eval_metrics = eval_fn(model_variables(state), done)
+                    writer.write(done, eval_metrics, prefix="eval/")
+                checkpoints.save(
+                    manager,
+                    state,
+                    {"data_position": data_position, "batch_size": tc.batch_size},
+                    metrics=eval_metrics,
+                    force=True,
+                )
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        writer.close()
+
+    final = int(state.step)
+    model_dir = os.path.join(workdir, "checkpoint")
+    if final == tc.num_steps and jax.process_index() == 0:
+        model_checkpoint.save_model(
+            model_dir, jax.device_get(model_variables(state)), config.model, classifier
+        )
+    manager.close()
+    return TrainResult(final, model_dir, os.path.join(train_dir, "metrics.jsonl"), last)
+
+
+def _check_finite(metrics: dict) -> None:
+    if not bool(jax.device_get(metrics["finite"])):
+        m = _host_metrics(metrics)
+        raise NonFiniteLossError(
+            "the loss or gradient norm is not finite (loss "
+            f"{m['loss']}, grad_norm {m['grad_norm']}); the state of the last good step is "
+            "kept in the newest checkpoint. Lower the learning rate or check the data."
+        )
+
+
+__all__ = ["TrainResult", "TrainState", "NonFiniteLossError", "train", "init_variables"]
