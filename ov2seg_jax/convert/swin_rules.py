@@ -94,20 +94,32 @@ def swin_ignored_source_keys(depths: Sequence[int], source_prefix: str = "backbo
 
 
 def swin_imagenet_rules(
-    depths: Sequence[int], target_prefix: str = "params/backbone", patch_norm: bool = True
+    depths: Sequence[int],
+    target_prefix: str = "params/backbone",
+    patch_norm: bool = True,
+    source_prefix: str = "",
 ) -> list[Rule]:
-    """Rules from the official Swin ImageNet release (keys without prefix, no ``norm0..3``)."""
+    """Rules from the official Swin ImageNet release (no ``norm0..3``).
+
+    The release's keys have no prefix; ``source_prefix`` (e.g. ``"module."``) is for copies
+    saved from a wrapped model.
+    """
     return swin_backbone_rules(
-        depths, target_prefix=target_prefix, source_prefix="", out_indices=(), patch_norm=patch_norm
+        depths,
+        target_prefix=target_prefix,
+        source_prefix=source_prefix,
+        out_indices=(),
+        patch_norm=patch_norm,
     )
 
 
-def swin_imagenet_ignored_source_keys(depths: Sequence[int]) -> list[str]:
+def swin_imagenet_ignored_source_keys(depths: Sequence[int], source_prefix: str = "") -> list[str]:
     """Keys of an official Swin ImageNet checkpoint skipped on purpose (each present or absent).
 
     ``relative_position_index`` of every block, ``attn_mask`` of the shifted (odd) blocks (the
     release stores the mask of its training resolution; blocks whose stage grid equals the window
     are not shifted there and have none), the classifier ``head.*`` and the final ``norm.*``.
+    ``source_prefix`` is prepended to every key, as in :func:`swin_imagenet_rules`.
     """
     keys = swin_ignored_source_keys(depths, source_prefix="")
     keys += [
@@ -116,7 +128,7 @@ def swin_imagenet_ignored_source_keys(depths: Sequence[int]) -> list[str]:
         for blk in range(1, depth, 2)
     ]
     keys += ["norm.weight", "norm.bias", "head.weight", "head.bias"]
-    return keys
+    return [f"{source_prefix}{k}" for k in keys]
 
 
 def swin_imagenet_unfilled_targets(
