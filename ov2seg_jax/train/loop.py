@@ -46,6 +46,7 @@ class TrainResult:
     model_dir: str
     metrics_path: str
     last_metrics: dict[str, float]
+    variables: dict  # the final model variables, on the host
 
 
 def init_variables(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray, seed: int):
@@ -185,13 +186,13 @@ def train(
         writer.close()
 
     final = int(state.step)
+    variables = jax.device_get(model_variables(state))
     model_dir = os.path.join(workdir, "checkpoint")
     if final == tc.num_steps and jax.process_index() == 0:
-        model_checkpoint.save_model(
-            model_dir, jax.device_get(model_variables(state)), config.model, classifier
-        )
+        model_checkpoint.save_model(model_dir, variables, config.model, classifier)
     manager.close()
-    return TrainResult(final, model_dir, os.path.join(train_dir, "metrics.jsonl"), last)
+    metrics_path = os.path.join(train_dir, "metrics.jsonl")
+    return TrainResult(final, model_dir, metrics_path, last, variables)
 
 
 def _check_finite(metrics: dict) -> None:

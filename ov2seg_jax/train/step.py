@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ov2seg_jax.losses.criterion import total_loss
 from ov2seg_jax.models.outputs import ModelOutputs
 from ov2seg_jax.models.preprocess import PIXEL_MEAN, PIXEL_STD
 from ov2seg_jax.train.state import TrainState
@@ -82,11 +83,7 @@ def make_train_step(
             outputs = model.apply(variables, images, text, train=True, rngs={"dropout": model_rng})
             outputs = _cast_floats(outputs, jnp.float32)
             terms = loss_terms_fn(outputs, targets, loss_rng)
-            missing = sorted(set(weights) - set(terms))
-            if missing:
-                raise KeyError(f"loss weights name terms the criterion does not return: {missing}")
-            total = sum(weights[k] * terms[k] for k in weights)
-            return total, terms
+            return total_loss(terms, weights), terms
 
         (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         grad_norm = optax.global_norm(grads)
