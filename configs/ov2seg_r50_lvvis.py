@@ -70,7 +70,9 @@ def get_config() -> ConfigDict:
     # --mode train (see configs/ov2seg_r50_lvis.py for the original's LVIS schedule).
     # batch_size is global (all hosts and devices); compute_dtype "bfloat16" runs the forward and
     # backward passes in bfloat16 with float32 master weights; init_backbone: a pretrained
-    # backbone checkpoint (timm ResNet-50 / Swin ImageNet-22k) loaded before step 0.
+    # backbone checkpoint (timm ResNet-50 / Swin ImageNet-22k) loaded before step 0. eval_every:
+    # video AP on config.evaluate's split (its first eval_max_videos videos; 0: all) every so
+    # many steps, logged as eval/AP, eval/AP_base, eval/AP_novel.
     c.train = ConfigDict(
         dict(
             batch_size=16,
@@ -79,6 +81,7 @@ def get_config() -> ConfigDict:
             checkpoint_every=1000,
             keep_checkpoints=3,
             eval_every=0,
+            eval_max_videos=0,
             best_metric="",
             compute_dtype="float32",
             init_backbone="",
@@ -133,8 +136,39 @@ def get_config() -> ConfigDict:
     c.convert = ConfigDict(dict(source="", allow_partial=False, infer_architecture=False))
     # Orbax checkpoint of the model variables; empty means WORKDIR/checkpoint.
     c.checkpoint = ConfigDict(dict(path=""))
-    # --mode predict: a folder of frames (sorted by name); results go to WORKDIR/predict.
-    c.predict = ConfigDict(dict(input="", output=""))
+    # --mode predict: one video -> results.json, categories.json, tracks.txt, overlay.
+    #   input: a video file (mp4, avi, webm, mov, mkv, gif ...) or a folder of frames (by name).
+    #   output: the output folder; empty means WORKDIR/predict.
+    #   vocabulary: "cat,dog,skateboard", a .txt file (one name a line), a classifier .npy, or a
+    #     dataset name (lvvis, ytvis19, ytvis21, ovis, coco, lvis: the shipped metadata); empty
+    #     means classifier.path, else the classifier saved with the model.
+    #   overlay: "mp4", "gif" or "none"; score_threshold: lowest score drawn and tabulated;
+    #   fps: overlay frame rate (0: the video's own, 10 for frame folders); cache_mb: network
+    #   outputs kept for the read-out pass, longer videos are run through the network twice.
+    c.predict = ConfigDict(
+        dict(
+            input="",
+            output="",
+            vocabulary="",
+            overlay="mp4",
+            score_threshold=0.3,
+            fps=0.0,
+            cache_mb=512,
+        )
+    )
+    # Text classifiers built from names (predict.vocabulary): encoder "clip" (transformers CLIP
+    # text model: clip_model is a local directory or a hub id) or "compositional" (word vectors,
+    # no weights; the synthetic data's encoder); templates "ensemble", "single" or a .txt file of
+    # prompts with one "{}" each; cache_dir: classifier cache (empty: $OV2SEG_CACHE or
+    # ~/.cache/ov2seg_jax/classifiers).
+    c.vocabulary = ConfigDict(
+        dict(
+            encoder="clip",
+            clip_model="openai/clip-vit-base-patch32",
+            templates="ensemble",
+            cache_dir="",
+        )
+    )
     # --mode evaluate: a YouTube-VIS-format split (the original's layout); results, the per-video
     # cache that makes it resumable and the AP table go to WORKDIR/evaluate. semantics: "lvvis"
     # (the official LV-VIS evaluator) or "ytvis" (YouTube-VIS / OVIS). max_videos=0: all.
@@ -144,6 +178,35 @@ def get_config() -> ConfigDict:
             image_root="datasets/LVVIS/val/JPEGImages",
             semantics="lvvis",
             max_videos=0,
+        )
+    )
+    # --mode train input pipeline (ov2seg_jax/data/pipeline.py); defaults are the original's LVIS
+    # recipe. dataset: a registered name (lvis_v1_train_norare, lvvis_train, ytvis_2019_train, ...:
+    # ov2seg_jax/data/registry.py) or "lvvis_format" for any folder in the LV-VIS layout (the
+    # built-in synthetic set), read from root/<split>; base_only drops novel-category annotations.
+    # Large-scale jitter: scale U(min_scale, max_scale) of image_size, crop/pad to image_size
+    # (pad value 128), horizontal flip if random_flip. max_instances: instances per example kept
+    # (the rest counted as truncated). repeat_factor_threshold: repeat-factor sampling (0: off).
+    # clip_length: frames per example (1: images; T>1: clips from one video, frames within
+    # clip_frame_range of a reference frame). num_parallel_calls (-1: autotune), prefetch
+    # (batches), shuffle (per-epoch permutation).
+    c.data = ConfigDict(
+        dict(
+            dataset="lvis_v1_train_norare",
+            root="datasets",
+            split="train",
+            base_only=False,
+            image_size=1024,
+            min_scale=0.1,
+            max_scale=2.0,
+            random_flip=True,
+            max_instances=100,
+            repeat_factor_threshold=0.001,
+            clip_length=1,
+            clip_frame_range=20,
+            num_parallel_calls=-1,
+            prefetch=2,
+            shuffle=True,
         )
     )
     return c

@@ -4,13 +4,20 @@ The layout users have from the original, e.g. ``datasets/LVVIS/val/JPEGImages/<v
 with ``datasets/LVVIS/val/val_instances.json``: the json lists ``videos`` (``id``, ``file_names``
 relative to the image root, ``height``, ``width``) and ``categories`` (``id``, ``name``, and for
 LV-VIS ``partition``); ``annotations`` are present for splits with ground truth.
+
+:func:`load_video_dataset` lists the videos for prediction and evaluation;
+:func:`load_video_train_dataset` reads the annotated tracks as training records.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
+from collections.abc import Sequence
+
+from ov2seg_jax.data.category_table import category_table, frequency_weights
+from ov2seg_jax.data.json_file import read_json
+from ov2seg_jax.data.records import InstanceTrack, ProblemTally, TrainDataset, TrainRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,13 +40,7 @@ class VideoDataset:
 
 def load_video_dataset(json_path: str, image_root: str) -> VideoDataset:
     """Read the video list; every field the predictor needs is checked, naming the file and entry."""
-    if not os.path.isfile(json_path):
-        raise FileNotFoundError(f"annotation file not found: {json_path}")
-    try:
-        with open(json_path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{json_path} is not valid JSON: {e}") from e
+    data = read_json(json_path)
     for key in ("videos", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: field '{key}' is missing or not a list")
@@ -48,7 +49,7 @@ def load_video_dataset(json_path: str, image_root: str) -> VideoDataset:
         missing = [k for k in ("id", "file_names", "height", "width") if k not in v]
         if missing:
             raise ValueError(f"{json_path}: videos[{i}] lacks {', '.join(missing)}")
-        paths = tuple(os.path.join(image_root, p) for p in v["file_names"])
+        paths = tuple(os.path.join(image_root, frame_file_name(p)) for p in v["file_names"])
         if not paths:
             raise ValueError(f"{json_path}: video {v['id']} has no file_names")
         videos.append(VideoRecord(int(v["id"]), paths, int(v["height"]), int(v["width"])))
@@ -60,4 +61,98 @@ def load_video_dataset(json_path: str, image_root: str) -> VideoDataset:
         tuple(int(c["id"]) for c in cats),
         tuple(str(c.get("name", c["id"])) for c in cats),
         bool(data.get("annotations")),
+    )
+
+
+def frame_file_name(name: str) -> str:
+    """A frame path relative to the image root; Windows separators as some LV-VIS files have them.
+
+    The original keeps the last two backslash-separated parts (``<video>\\<frame>.jpg``).
+    """
+    if "\\" in name:
+        return "/".join(name.split("\\")[-2:])
+    return name
+
+
+def load_video_train_dataset(
+    json_path: str,
+    image_root: str,
+    *,
+    name: str = "",
+    drop_partitions: Sequence[str] = (),
+) -> TrainDataset:
+    """A YouTube-VIS-format file with annotations (LV-VIS, YouTube-VIS, OVIS) as training records.
+
+    An annotation is a track: ``video_id``, ``category_id`` and ``segmentations`` (one RLE, polygon
+    list or null per frame). Crowd tracks and tracks of dropped partitions are left out; tracks of
+    unknown categories or videos, videos without frames and videos left without annotations are
+    skipped and counted in ``TrainDataset.problems``.
+    """
+    data = read_json(json_path)
+    for key in ("videos", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{json_path}: field '{key}' is missing or not a list")
+    table = category_table(data["categories"], json_path)
+    index_of = table.index_of
+    trained = [p not in drop_partitions for p in table.partition]
+    tally = ProblemTally()
+    by_video: dict = {}
+    for a in data["annotations"]:
+        by_video.setdefault(a.get("video_id"), []).append(a)
+    records = []
+    video_ids = set()
+    for i, v in enumerate(sorted(data["videos"], key=lambda m: m.get("id", -1))):
+        missing = [k for k in ("id", "file_names", "height", "width") if k not in v]
+        if missing:
+            tally.add("bad_video_entry", f"{json_path}: videos[{i}] lacks {', '.join(missing)}")
+            continue
+        vid = int(v["id"])
+        video_ids.add(vid)
+        paths = tuple(os.path.join(image_root, frame_file_name(p)) for p in v["file_names"])
+        if not paths:
+            tally.add("empty_video", f"{json_path}: video {vid} has no file_names")
+            continue
+        tracks = []
+        for a in by_video.get(vid, []):
+            if a.get("iscrowd", 0):
+                continue
+            cid = a.get("category_id")
+            if cid not in index_of:
+                tally.add("unknown_category", f"{json_path}: annotation {a.get('id')} -> {cid}")
+                continue
+            c = index_of[cid]
+            if not trained[c]:
+                continue
+            segs = a.get("segmentations")
+            if not isinstance(segs, list) or len(segs) != len(paths):
+                tally.add(
+                    "bad_segmentations",
+                    f"{json_path}: annotation {a.get('id')} needs one segmentation per frame "
+                    f"({len(paths)})",
+                )
+                continue
+            segs = tuple(s if s else None for s in segs)
+            if all(s is None for s in segs):
+                tally.add("empty_track", f"{json_path}: annotation {a.get('id')}")
+                continue
+            tracks.append(InstanceTrack(c, segs))
+        if not tracks:
+            tally.counts["video_without_annotations"] += 1
+            continue
+        records.append(TrainRecord(vid, paths, int(v["height"]), int(v["width"]), tuple(tracks)))
+    orphans = sum(len(a) for k, a in by_video.items() if k not in video_ids)
+    if orphans:
+        tally.add("annotation_without_video", f"{json_path}: {orphans} annotations")
+    weights = frequency_weights(table, [r.categories for r in records], trained)
+    return TrainDataset(
+        name=name or os.path.basename(json_path),
+        json_path=json_path,
+        image_root=image_root,
+        records=tuple(records),
+        category_ids=table.ids,
+        category_names=table.names,
+        partition=table.partition,
+        frequency_weight=tuple(float(x) for x in weights),
+        is_video=True,
+        problems=tally.as_dict(),
     )

@@ -2,7 +2,8 @@
 
 Each finished video's results are appended as one JSON line to ``predictions.jsonl``; a rerun
 skips the videos already there (a line cut short by a crash is dropped and its video redone),
-then writes the concatenated ``results.json``.
+then writes the concatenated ``results.json``. Frames are decoded by a thread pool, the next
+videos read ahead while the network runs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import ml_collections
 from tqdm import tqdm
 
+from ov2seg_jax.data.eval_frames import prefetch_videos
 from ov2seg_jax.data.video_json import VideoDataset
-from ov2seg_jax.inference.frames import read_frames
 from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.inference.results import to_results, write_results
 
@@ -49,10 +50,10 @@ def predict_dataset(
     videos = dataset.videos[:max_videos] if max_videos else dataset.videos
     todo = [v for v in videos if v.video_id not in done]
     with open(cache_path, "a") as cache:
-        for video in tqdm(todo, desc="videos", unit="video", disable=not todo):
-            frames, _ = read_frames(
-                video.frame_paths, inference.min_size_test, inference.max_size_test
-            )
+        videos_with_frames = prefetch_videos(todo, inference.min_size_test, inference.max_size_test)
+        for video, frames, _ in tqdm(
+            videos_with_frames, total=len(todo), desc="videos", unit="video", disable=not todo
+        ):
             pred = predictor.predict(frames, output_size=(video.height, video.width))
             results = to_results(video.video_id, pred, dataset.category_ids)
             cache.write(json.dumps({"video_id": video.video_id, "results": results}) + "\n")
