@@ -5,14 +5,21 @@ windows of ``window_size`` frames (frames are independent until tracking), queri
 frame to frame by the streaming tracker, and the top-K (query, class) pairs become the video's
 instances with masks resized to the requested output size.
 
-Every window is padded to ``window_size`` frames (copies of zeros that are dropped afterwards), so
-the network compiles once per padded frame size and the compiled function is reused across
-videos of that size.
+Shape buckets: every window is padded to ``window_size`` frames (zero frames whose outputs are
+dropped) and every frame to the next multiple of ``size_divisibility`` (32) in height and width,
+as the original pads. A compiled executable therefore serves one bucket (window_size, Hp, Wp, C):
+with ``min_size_test=480`` every landscape video has Hp = 480 and Wp = 32 * ceil(W' / 32) for its
+resized width W' <= 1333 (16:9 -> 480x864, 4:3 -> 480x640), so a handful of buckets cover
+typical inputs. Padding further (to coarser buckets) would change the network's outputs near the
+border, so it is not done. The jitted function is shared by all predictors of an equal model
+(:func:`jitted_forward`), so the executables are reused across videos and vocabularies of the
+same size within a process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -36,6 +43,22 @@ class VideoPrediction:
     labels: np.ndarray
     masks: np.ndarray
     query_index: np.ndarray
+
+
+@functools.lru_cache(maxsize=8)
+def jitted_forward(model: nn.Module):
+    """The jitted ``(variables, images, classifier) -> window outputs`` of ``model``.
+
+    Shared by every predictor of an equal model (flax modules compare by their fields), so a
+    new vocabulary or a new video reuses the executables compiled for earlier ones whenever the
+    shapes (window, padded frame size, number of classes) are the same.
+    """
+
+    def forward(variables, images, classifier):
+        out = model.apply(variables, images, classifier)
+        return {k: getattr(out, k) for k in WINDOW_KEYS}
+
+    return jax.jit(forward)
 
 
 class VideoPredictor:
@@ -62,11 +85,7 @@ class VideoPredictor:
         self.window_size = window_size
         self.top_k = top_k
         self.size_divisibility = size_divisibility
-        self._forward = jax.jit(self._apply)
-
-    def _apply(self, variables, images, classifier):
-        out = self.model.apply(variables, images, classifier)
-        return {k: getattr(out, k) for k in WINDOW_KEYS}
+        self._forward = jitted_forward(model)
 
     def window_outputs(self, images: jax.Array) -> dict[str, np.ndarray]:
         """Per-frame outputs for up to ``window_size`` normalised, padded frames."""

@@ -1,4 +1,5 @@
-"""A model directory converted once from the small fixture checkpoint, shared by the CLI tests."""
+"""Model directories shared by the inference tests: the small fixture checkpoint converted once,
+a random tiny-config model, and a tiny CLIP text model for vocabularies built from names."""
 
 from __future__ import annotations
 
@@ -35,3 +36,82 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         timeout=900,
     )
+
+
+def write_tiny_model(directory: str, seed: int = 0) -> str:
+    """A model directory for ``configs/tiny.py`` with random weights (no compile: numpy fill).
+
+    Batch-norm statistics are 0 / 1 and scales 1, every other leaf ~ N(0, 0.1^2), which keeps the
+    outputs finite and varied.
+    """
+    import jax
+    import numpy as np
+
+    from configs import tiny
+    from ov2seg_jax.convert.convert_ov2seg import abstract_variables
+
+    cfg = tiny.get_config().model
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if "['var']" in name or "['scale']" in name:
+            return np.ones(leaf.shape, leaf.dtype)
+        if "['mean']" in name:
+            return np.zeros(leaf.shape, leaf.dtype)
+        return (rng.standard_normal(leaf.shape) * 0.1).astype(leaf.dtype)
+
+    variables = jax.tree_util.tree_map_with_path(fill, abstract_variables(cfg))
+    return checkpoint.save_model(directory, variables, cfg)
+
+
+def write_tiny_clip(root: str, projection_dim: int) -> str:
+    """A random tiny CLIP text model with projection and a character-level tokenizer, saved with
+    ``save_pretrained`` to ``root/model``; returns that directory. Needs torch and transformers."""
+    import json
+    import string
+
+    import torch
+    import transformers
+
+    chars = string.ascii_lowercase + string.digits + ".,-()'!?"
+    tokens = list(chars) + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    os.makedirs(root, exist_ok=True)
+    vocab_file, merges_file = os.path.join(root, "vocab.json"), os.path.join(root, "merges.txt")
+    with open(vocab_file, "w", encoding="utf-8") as f:
+        json.dump(vocab, f)
+    with open(merges_file, "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+    model_dir = os.path.join(root, "model")
+    tokenizer = transformers.CLIPTokenizer(vocab_file, merges_file)
+    tokenizer.save_pretrained(model_dir)
+    config = transformers.CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        projection_dim=projection_dim,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    transformers.CLIPTextModelWithProjection(config).save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A random ``configs/tiny.py`` model directory (text width 32, 8 queries)."""
+    return write_tiny_model(str(tmp_path_factory.mktemp("tiny_model")))
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> str:
+    """A tiny CLIP text model whose projection width (32) fits ``configs/tiny.py``."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    return write_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")), projection_dim=32)

@@ -17,7 +17,9 @@ import pytest
 
 from ov2seg_jax.vocabulary import (
     DEFAULT_TEMPLATES,
+    SINGLE_TEMPLATE,
     build_text_classifier,
+    classifier_for,
     clean_name,
     clip_text,
     default_cache_dir,
@@ -275,3 +277,98 @@ def test_full_clip_checkpoint_and_text_only_checkpoint(tiny_clip: str, tmp_path:
     transformers.AutoTokenizer.from_pretrained(tiny_clip).save_pretrained(text_only)
     with pytest.raises(OSError, match="text_only.*text_projection"):
         build_text_classifier(["cat"], str(text_only), use_cache=False)
+
+
+# --- user vocabulary specs: classifier_for ---------------------------------------------------------
+
+
+def test_classifier_for_names_with_clip_matches_the_builder(tiny_clip: str, tmp_path: Path) -> None:
+    cache = str(tmp_path / "cache")
+    cfg = {"encoder": "clip", "clip_model": tiny_clip, "templates": "single", "cache_dir": cache}
+    names, clf = classifier_for("cat, skate_board,dog", cfg, PROJ_DIM)
+    assert names == ["cat", "skate board", "dog"]
+    expected = build_text_classifier(names, tiny_clip, SINGLE_TEMPLATE, use_cache=False)
+    np.testing.assert_allclose(clf, expected, atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # built once, cached
+    # A names file and a templates file give the same classifier for the same names.
+    (tmp_path / "names.txt").write_text("cat\nskate_board\ndog\n")
+    (tmp_path / "templates.txt").write_text("a photo of a {}.\n")
+    cfg["templates"] = str(tmp_path / "templates.txt")
+    again = classifier_for(str(tmp_path / "names.txt"), cfg, PROJ_DIM)[1]
+    np.testing.assert_array_equal(again, clf)
+    with pytest.raises(ValueError, match=r"\(num_classes >= 1, 24\)"):
+        classifier_for("cat,dog", cfg, 24)  # the text model's width does not fit the model
+
+
+def test_classifier_for_compositional_names() -> None:
+    from ov2seg_jax.vocabulary.compositional import encode_names
+
+    names, clf = classifier_for("red circle,blue_star", {"encoder": "compositional"}, 32)
+    assert names == ["red circle", "blue star"] and clf.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(clf, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(clf, encode_names(["red circle", "blue star"], dim=32))
+    with pytest.raises(ValueError, match="vocabulary.encoder must be one of"):
+        classifier_for("cat", {"encoder": "word2vec"}, 32)
+
+
+def test_classifier_for_npy_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weights = rng.standard_normal((3, 8)).astype(np.float32)
+    np.save(tmp_path / "mine.npy", weights)
+    names, clf = classifier_for(str(tmp_path / "mine.npy"), None, 8)
+    assert names == ["class 1", "class 2", "class 3"]  # no names beside it
+    np.testing.assert_array_equal(clf, weights)
+    (tmp_path / "mine.txt").write_text("red_box\nblue box\ncat\n")  # names beside it
+    assert classifier_for(str(tmp_path / "mine.npy"), None, 8)[0] == ["red box", "blue box", "cat"]
+    (tmp_path / "mine.txt").write_text("red box\nblue box\n")
+    with pytest.raises(ValueError, match="mine.txt names 2 categories .* 3 rows"):
+        classifier_for(str(tmp_path / "mine.npy"), None, 8)
+    with pytest.raises(
+        ValueError, match=r"mine.npy has shape \(3, 8\); .*\(num_classes >= 1, 16\)"
+    ):
+        classifier_for(str(tmp_path / "mine.npy"), None, 16)
+    np.save(tmp_path / "nan.npy", np.full((2, 8), np.nan, np.float32))
+    with pytest.raises(ValueError, match="nan.npy must hold finite"):
+        classifier_for(str(tmp_path / "nan.npy"), None, 8)
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match="cannot read classifier .*broken.npy"):
+        classifier_for(str(tmp_path / "broken.npy"), None, 8)
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        classifier_for(str(tmp_path / "missing.npy"), None, 8)
+    for empty in ("", "  ", ",,"):
+        with pytest.raises(ValueError, match="empty"):
+            classifier_for(empty, None, 8)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "count", "first", "last"),
+    [
+        ("lvvis", 1196, "accordion", None),
+        ("ytvis19", 40, "person", "tennis racket"),
+        ("ytvis21", 40, "airplane", "zebra"),
+        ("ovis", 25, "Person", "Vehical"),
+        ("coco", 80, "person", "toothbrush"),
+        ("lvis", 1203, "aerosol can", "zucchini"),
+    ],
+)
+def test_shipped_dataset_vocabularies(
+    metadata_root: str, dataset: str, count: int, first: str, last: str | None
+) -> None:
+    """Each dataset's names are in its classifier's row order: a name it shares with LVIS has
+    (nearly) the same text embedding as that LVIS row, and no other LVIS row is closer."""
+    names, clf = classifier_for(dataset, None, 512)
+    assert len(names) == clf.shape[0] == count and names[0] == first
+    assert last is None or names[-1] == last
+    np.testing.assert_allclose(np.linalg.norm(clf, axis=1), 1.0, atol=1e-3)
+    lvis_names, lvis = classifier_for("lvis", None, 512)
+    row = {n.lower(): i for i, n in enumerate(lvis_names)}
+    shared = [(i, row[n.lower()]) for i, n in enumerate(names) if n.lower() in row]
+    assert len(shared) >= 0.7 * count
+    similarity = clf @ lvis.T
+    nearest = np.argmax(similarity, axis=1)
+    matched = [nearest[i] == j and similarity[i, j] > 0.95 for i, j in shared]
+    # LV-VIS phrases a few parenthesised names differently; "octopus (food)" then lands nearest
+    # to "octopus (animal)". Everywhere else the match is exact.
+    assert sum(matched) >= len(shared) - (1 if dataset == "lvvis" else 0), dataset
+    with pytest.raises(ValueError, match=r"\(num_classes >= 1, 256\)"):
+        classifier_for(dataset, None, 256)

@@ -1,0 +1,178 @@
+"""Overlay videos: predicted masks blended over the frames with track id, class name and score.
+
+:func:`render_frame` draws one frame (a pure function of its inputs); :func:`write_overlay` streams
+a whole video through it into an mp4 (H.264 through imageio-ffmpeg) or a gif, one frame at a time.
+The instance's index in the prediction (descending score) is its track id, the same id the table
+of :func:`~ov2seg_jax.inference.results.format_tracks` prints; each id has a fixed colour.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+OVERLAY_FORMATS = ("mp4", "gif")
+DEFAULT_ALPHA = 0.5
+_GIF_FILTER = [
+    "-filter_complex",
+    "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=none",
+]
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A bright RGB colour for ``track_id``; neighbouring ids get well separated hues."""
+    hue = (track_id * 0.618033988749895) % 1.0  # golden-ratio steps around the colour wheel
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def render_frame(
+    frame: np.ndarray,
+    masks: np.ndarray,
+    track_ids: Sequence[int],
+    captions: Sequence[str],
+    alpha: float = DEFAULT_ALPHA,
+) -> np.ndarray:
+    """Blend ``masks`` over ``frame`` and write each caption at its mask's top-left corner.
+
+    Args:
+        frame: (H, W, 3) uint8 RGB.
+        masks: (N, H, W) bool, one per drawn instance (empty masks are skipped).
+        track_ids: (N,) ids choosing the colours.
+        captions: (N,) texts, e.g. ``"3 cat 0.87"``.
+        alpha: mask opacity in [0, 1].
+
+    Returns:
+        (H, W, 3) uint8 RGB; ``frame`` is not modified.
+    """
+    frame = np.asarray(frame, np.uint8)
+    masks = np.asarray(masks, bool)
+    if masks.ndim != 3 or masks.shape[1:] != frame.shape[:2]:
+        raise ValueError(f"masks {masks.shape} do not fit the frame {frame.shape}")
+    out = frame.astype(np.float32)
+    for mask, tid in zip(masks, track_ids, strict=True):
+        if mask.any():
+            colour = np.asarray(track_colour(int(tid)), np.float32)
+            out[mask] = (1.0 - alpha) * out[mask] + alpha * colour
+    image = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    for mask, tid, text in zip(masks, track_ids, captions, strict=True):
+        if not mask.any():
+            continue
+        ys, xs = np.nonzero(mask)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        # At the mask's top-left corner, moved inside the frame where the caption would leave it.
+        x = max(0, min(int(xs.min()), frame.shape[1] - (right - left) - 2))
+        y = max(0, min(int(ys.min()), frame.shape[0] - (bottom - top) - 2))
+        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+        draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=track_colour(int(tid)))
+        draw.text((x, y), text, fill=(0, 0, 0), font=font)
+    return np.asarray(image)
+
+
+def _frame_masks_of(prediction, t: int) -> np.ndarray:
+    if hasattr(prediction, "frame_masks"):
+        return prediction.frame_masks(t)
+    return np.asarray(prediction.masks[:, t])
+
+
+def _fit(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of (N, h, w) masks to ``size`` when they differ."""
+    if masks.shape[1:] == tuple(size):
+        return masks
+    return (
+        np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(m.astype(np.uint8)).resize(size[::-1], Image.NEAREST), bool
+                )
+                for m in masks
+            ]
+        )
+        if len(masks)
+        else np.zeros((0, *size), bool)
+    )
+
+
+def overlay_frames(
+    frames: Iterable[np.ndarray],
+    prediction,
+    names: Sequence[str],
+    score_threshold: float = 0.0,
+    alpha: float = DEFAULT_ALPHA,
+):
+    """Yield the rendered frames of a video.
+
+    ``prediction``: a :class:`~ov2seg_jax.inference.streaming.StreamedPrediction` or a
+    :class:`~ov2seg_jax.inference.predictor.VideoPrediction` (``scores``, ``labels`` and per-frame
+    masks); only instances scoring at least ``score_threshold`` are drawn. ``names[label]`` is the
+    class name of a label.
+    """
+    scores = np.asarray(prediction.scores)
+    keep = np.flatnonzero(scores >= score_threshold)
+    ids = [int(i) for i in keep]
+    captions = [f"{i} {names[int(prediction.labels[i])]} {float(scores[i]):.2f}" for i in ids]
+    for t, frame in enumerate(frames):
+        masks = _fit(_frame_masks_of(prediction, t)[keep], frame.shape[:2])
+        yield render_frame(frame, masks, ids, captions, alpha)
+
+
+def write_overlay(
+    frames: Iterable[np.ndarray],
+    prediction,
+    names: Sequence[str],
+    path: str,
+    fps: float = 10.0,
+    score_threshold: float = 0.0,
+    alpha: float = DEFAULT_ALPHA,
+) -> str:
+    """Render the video (see :func:`overlay_frames`) into ``path`` (``.mp4`` or ``.gif``).
+
+    The file is written under a temporary name and renamed at the end, so an error leaves no
+    partial video behind. Returns ``path``.
+    """
+    kind = os.path.splitext(path)[1].lower().lstrip(".")
+    if kind not in OVERLAY_FORMATS:
+        raise ValueError(f"overlay {path}: the format must be one of {OVERLAY_FORMATS}")
+    if not fps > 0:
+        raise ValueError(f"overlay fps must be positive, got {fps}")
+    import imageio_ffmpeg
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
+    writer = None
+    try:
+        for image in overlay_frames(frames, prediction, names, score_threshold, alpha):
+            if writer is None:
+                h, w = image.shape[:2]
+                size = (w + w % 2, h + h % 2)  # H.264 in yuv420p needs even sides
+                codec = dict(codec="libx264", pix_fmt_out="yuv420p", quality=8)
+                if kind == "gif":  # one palette made from the whole clip, no dithering
+                    codec = dict(codec="gif", pix_fmt_out="pal8", output_params=_GIF_FILTER)
+                writer = imageio_ffmpeg.write_frames(
+                    tmp, size, fps=fps, macro_block_size=1, ffmpeg_log_level="error", **codec
+                )
+                with warnings.catch_warnings():  # JAX warns on any fork; ffmpeg is exec'd at once
+                    warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+                    writer.send(None)
+            if image.shape[:2] != (size[1], size[0]):
+                image = np.pad(image, ((0, size[1] - h), (0, size[0] - w), (0, 0)))
+            writer.send(np.ascontiguousarray(image))
+        if writer is None:
+            raise ValueError(f"overlay {path}: no frames to write")
+        writer.close()
+        writer = None
+        os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
