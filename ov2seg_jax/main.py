@@ -18,7 +18,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
-_MODE = flags.DEFINE_enum("mode", "predict", sorted(modes.MODES), "What to run.")
+_MODE = flags.DEFINE_enum(
+    "mode", None, sorted(modes.MODES), "What to run (default: the config's default_mode)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -32,7 +34,8 @@ def main(argv: list[str]) -> None:
     workdir = os.path.abspath(_WORKDIR.value)
     os.makedirs(workdir, exist_ok=True)
     try:
-        modes.MODES[_MODE.value](_CONFIG.value, workdir)
+        config = modes.expand_workdir(_CONFIG.value, workdir)
+        modes.MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
     except modes.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -74,22 +74,20 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
     return out
 
 
-def load_predictor(config: ml_collections.ConfigDict, workdir: str):
-    """The model directory's variables and architecture, the classifier, as a VideoPredictor."""
+def load_predictor(
+    config: ml_collections.ConfigDict, workdir: str, classifier: np.ndarray | None = None
+):
+    """The model directory's variables and architecture as a VideoPredictor, with ``classifier``
+    (C, D) or else ``config.classifier.path`` or else the classifier saved with the model."""
     from ov2seg_jax.inference.predictor import VideoPredictor
     from ov2seg_jax.models.ov2seg import build_model
 
     jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
-    mdir = model_dir(config, workdir)
-    try:
-        model_cfg = checkpoint.load_model_config(mdir)
-        variables = checkpoint.load_model(mdir, abstract_variables(model_cfg))
-    except (FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
-        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
-    if config.classifier.path:
+    model_cfg, variables = _load_model_dir(config, workdir)
+    if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
-    else:
-        classifier = checkpoint.load_classifier(mdir)
+    elif classifier is None:
+        classifier = checkpoint.load_classifier(model_dir(config, workdir))
         if classifier is None:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
     inf = config.inference
@@ -103,26 +101,95 @@ def load_predictor(config: ml_collections.ConfigDict, workdir: str):
     )
 
 
-def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Predict one video (a folder of frames) and write results JSON + a table of tracks."""
-    from ov2seg_jax.inference.frames import read_frame_folder
-    from ov2seg_jax.inference.results import format_tracks, to_results, write_results
-
-    if not config.predict.input:
-        raise UserError("--mode predict needs --config.predict.input=FOLDER_OF_FRAMES")
-    predictor = load_predictor(config, workdir)
+def _load_model_dir(config: ml_collections.ConfigDict, workdir: str):
+    """(model config, variables) of the model directory, or a UserError saying what to run."""
+    mdir = model_dir(config, workdir)
     try:
-        frames, (height, width), _ = read_frame_folder(
-            config.predict.input, config.inference.min_size_test, config.inference.max_size_test
+        model_cfg = checkpoint.load_model_config(mdir)
+        variables = checkpoint.load_model(mdir, abstract_variables(model_cfg))
+    except (FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
+        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
+    return model_cfg, variables
+
+
+def _predict_vocabulary(
+    config: ml_collections.ConfigDict, workdir: str, text_embed_dim: int
+) -> tuple[list[str], np.ndarray | None]:
+    """Class names and classifier for --mode predict: ``predict.vocabulary`` if set, else
+    ``classifier.path``, else the model directory's classifier (None: load_predictor finds it)."""
+    from ov2seg_jax.vocabulary import classifier_for
+
+    spec = config.predict.vocabulary
+    if not spec and config.classifier.path:
+        spec = resolve_data_path(config.classifier.path)
+    if not spec:
+        saved = checkpoint.load_classifier(model_dir(config, workdir))
+        if saved is None:
+            raise UserError(
+                'no vocabulary: set --config.predict.vocabulary (e.g. "cat,dog", names.txt, '
+                "classifier.npy or lvvis)"
+            )
+        return [f"class {i + 1}" for i in range(saved.shape[0])], None
+    try:
+        return classifier_for(spec, config.get("vocabulary"), text_embed_dim)
+    except (KeyError, OSError, ValueError) as e:
+        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        if spec not in message:
+            message = f"vocabulary {spec!r}: {message}"
+        raise UserError(message) from e
+
+
+def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
+    """Predict one video (a video file or a folder of frames) with any vocabulary; writes the
+    results JSON, categories, a table of tracks and an overlay video to ``predict.output``."""
+    from ov2seg_jax.inference.predict_video import predict_to_folder
+    from ov2seg_jax.inference.streaming import check_network_size
+    from ov2seg_jax.inference.video_source import network_size, open_video
+
+    pc = config.predict
+    if not pc.input:
+        raise UserError(
+            "--mode predict needs --config.predict.input=VIDEO_FILE_OR_FOLDER_OF_FRAMES"
+        )
+    if pc.get("overlay", "mp4") not in ("mp4", "gif", "none"):
+        raise UserError(f"predict.overlay must be 'mp4', 'gif' or 'none', got {pc.overlay!r}")
+    inf = config.inference
+    try:
+        source = open_video(pc.input)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+    try:  # before anything is loaded: frames too small for the network
+        size = network_size(source, inf.min_size_test, inf.max_size_test)
+        check_network_size(size, inf.size_divisibility)
+    except ValueError as e:
+        raise UserError(f"{pc.input}: {e}") from e
+    try:
+        model_cfg = checkpoint.load_model_config(model_dir(config, workdir))
+    except FileNotFoundError as e:
+        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
+    names, classifier = _predict_vocabulary(config, workdir, model_cfg.decoder.text_embed_dim)
+    predictor = load_predictor(config, workdir, classifier)
+    out_dir = pc.output or os.path.join(workdir, "predict")
+    try:
+        out = predict_to_folder(
+            predictor,
+            source,
+            names,
+            out_dir,
+            min_size=inf.min_size_test,
+            max_size=inf.max_size_test,
+            overlay=pc.get("overlay", "mp4"),
+            score_threshold=pc.get("score_threshold", 0.0),
+            fps=pc.get("fps", 0.0),
+            cache_bytes=int(pc.get("cache_mb", 512)) << 20,
         )
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
-    pred = predictor.predict(frames, output_size=(height, width))
-    out_dir = config.predict.output or os.path.join(workdir, "predict")
-    path = write_results(os.path.join(out_dir, "results.json"), to_results(0, pred))
-    print(format_tracks(pred))
-    print(f"wrote {path}")
-    return path
+    print(out.table)
+    for path in (out.results, out.categories, out.tracks, out.overlay):
+        if path:
+            print(f"wrote {path}")
+    return out.results
 
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
@@ -171,8 +238,57 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None
     return stats
 
 
+def run_train(config: ml_collections.ConfigDict, workdir: str):
+    """Train ``config.model`` on ``config.data``; resumes from WORKDIR/train/checkpoints."""
+    from ov2seg_jax.data.pipeline import dataset_info
+    from ov2seg_jax.train.loop import NonFiniteLossError
+    from ov2seg_jax.train.run import make_eval_fn, run_training
+
+    if not config.classifier.path:
+        raise UserError("--mode train needs --config.classifier.path=FILE.npy (C, D)")
+    classifier = load_classifier(config.classifier.path, config.model.decoder.text_embed_dim)
+    try:
+        info = dataset_info(config.data)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        raise UserError(f"training data ({config.data.dataset} in {config.data.root}): {e}") from e
+    if info.num_classes != classifier.shape[0]:
+        raise UserError(
+            f"classifier {config.classifier.path} has {classifier.shape[0]} rows but the training "
+            f"data {config.data.dataset} has {info.num_classes} categories"
+        )
+    try:
+        eval_fn = make_eval_fn(config, workdir, classifier)
+        return run_training(config, workdir, classifier, resolve=resolve_data_path, eval_fn=eval_fn)
+    except (NonFiniteLossError, FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+
+
+def run_all(config: ml_collections.ConfigDict, workdir: str):
+    """Data (synthetic, if configured) -> train -> evaluate -> predict -> plot."""
+    from ov2seg_jax.end_to_end import run_end_to_end
+
+    return run_end_to_end(config, workdir)
+
+
+def expand_workdir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with ``{workdir}`` in every string replaced by ``workdir``."""
+    config = config.copy_and_resolve_references()
+
+    def visit(node: ml_collections.ConfigDict) -> None:
+        for key, value in node.items():
+            if isinstance(value, ml_collections.ConfigDict):
+                visit(value)
+            elif isinstance(value, str) and "{workdir}" in value:
+                node[key] = value.replace("{workdir}", workdir)
+
+    visit(config)
+    return config
+
+
 MODES: dict[str, Callable[[ml_collections.ConfigDict, str], object]] = {
     "convert": run_convert,
     "predict": run_predict,
     "evaluate": run_evaluate,
+    "train": run_train,
+    "all": run_all,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import pytest
@@ -26,7 +27,14 @@ def test_module_imports(name):
     importlib.import_module(name)
 
 
-@pytest.mark.parametrize("name", ["ov2seg_r50_lvvis", "ov2seg_swinb_lvvis", "tiny"])
+CONFIGS = sorted(
+    f[: -len(".py")]
+    for f in os.listdir(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs"))
+    if f.endswith(".py") and not f.startswith("_")
+)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
 def test_config_builds_a_model(name):
     from ov2seg_jax.models.ov2seg import build_model
 

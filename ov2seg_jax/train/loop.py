@@ -160,6 +160,9 @@ def train(
                 last["step_time"] = elapsed / n_since
                 last["images_per_second"] = tc.batch_size * n_since / elapsed
                 t_last, n_since = time.perf_counter(), 0
+                # examples the data pipeline skipped (missing/corrupt files, bad annotations)
+                problems = getattr(iterator, "problems", None) or {}
+                last.update({f"data/{k}": float(v) for k, v in problems.items()})
                 writer.write(done, last)
                 bar.set_postfix(loss=f"{last['loss']:.3f}", lr=f"{last['learning_rate']:.2e}")
             bar.update(1)

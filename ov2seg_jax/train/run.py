@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -30,15 +32,30 @@ def criterion_config(loss: ml_collections.ConfigDict) -> CriterionConfig:
     )
 
 
-def class_weights(loss: ml_collections.ConfigDict, num_classes: int, resolve) -> np.ndarray | None:
-    """The federated sampling weights (LVIS frequency^0.5), or None for the plain class loss."""
+def class_weights(
+    config: ml_collections.ConfigDict, num_classes: int, resolve
+) -> np.ndarray | None:
+    """The federated sampling weights, or None for the plain class loss.
+
+    ``loss.class_frequency_path`` set: an LVIS ``*_cat_info.json`` (image count^0.5, rare 0), as
+    the original; empty: the training split's own image counts^0.5 (0 for categories without
+    training annotations, so held-out names are never drawn as negatives).
+    """
+    loss = config.loss
     if not loss.federated:
         return None
-    weights = load_lvis_fed_weights(resolve(loss.class_frequency_path))
+    if loss.class_frequency_path:
+        source = loss.class_frequency_path
+        weights = load_lvis_fed_weights(resolve(source))
+    else:
+        from ov2seg_jax.data.pipeline import dataset_info
+
+        source = f"the image counts of {config.data.dataset} ({config.data.root})"
+        weights = np.asarray(dataset_info(config.data).frequency_weight, np.float32)
     if weights.shape[0] != num_classes:
         raise ValueError(
-            f"{loss.class_frequency_path} has {weights.shape[0]} categories but the model has "
-            f"{num_classes} classes; the federated loss needs one weight per class "
+            f"{source} has {weights.shape[0]} categories but the classifier has {num_classes} "
+            "rows; the federated loss needs one weight per class "
             "(set config.loss.federated=False for other vocabularies)"
         )
     return weights
@@ -88,6 +105,65 @@ def make_batches(config: ml_collections.ConfigDict):
     return batches
 
 
+def _subset_ground_truth(json_path: str, max_videos: int) -> dict:
+    """The first ``max_videos`` videos of a YouTube-VIS-format json with their annotations."""
+    with open(json_path) as f:
+        gt = json.load(f)
+    if max_videos:
+        gt["videos"] = gt["videos"][:max_videos]
+        keep = {v["id"] for v in gt["videos"]}
+        gt["annotations"] = [a for a in gt.get("annotations", []) if a["video_id"] in keep]
+    return gt
+
+
+def make_eval_fn(
+    config: ml_collections.ConfigDict, workdir: str, classifier: np.ndarray
+) -> EvalFn | None:
+    """The periodic evaluation: video AP on ``config.evaluate``'s split (its first
+    ``train.eval_max_videos`` videos); None when the split is absent or has no annotations."""
+    from ov2seg_jax.data.video_json import load_video_dataset
+
+    ev, tc = config.evaluate, config.train
+    if not tc.eval_every or not os.path.isfile(ev.dataset_json):
+        return None
+    dataset = load_video_dataset(ev.dataset_json, ev.image_root)
+    if not dataset.has_annotations:
+        return None
+    max_videos = int(tc.get("eval_max_videos", 0))
+    gt = _subset_ground_truth(ev.dataset_json, max_videos)
+    predictor = None
+
+    def evaluate(variables, step: int) -> dict[str, float]:
+        nonlocal predictor
+        from ov2seg_jax.evaluation.video_ap import evaluate_video
+        from ov2seg_jax.inference.evaluation_loop import predict_dataset
+        from ov2seg_jax.inference.predictor import VideoPredictor
+        from ov2seg_jax.models.ov2seg import build_model
+
+        if predictor is None:  # built once: the forward pass compiles once for all evaluations
+            inf = config.inference
+            predictor = VideoPredictor(
+                build_model(config.model),
+                variables,
+                classifier,
+                window_size=inf.window_size,
+                top_k=inf.top_k,
+                size_divisibility=inf.size_divisibility,
+            )
+        predictor.variables = variables
+        out_dir = os.path.join(workdir, "train", "eval", f"step_{step:08d}")
+        results = predict_dataset(predictor, dataset, out_dir, config.inference, max_videos)
+        result = evaluate_video(gt, results, semantics=ev.semantics)
+        metrics = {"AP": float(result.stats[0])}
+        if result.stats_base is not None:
+            metrics["AP_base"] = float(result.stats_base[0])
+            metrics["AP_novel"] = float(result.stats_novel[0])
+        print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        return metrics
+
+    return evaluate
+
+
 def run_training(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -97,7 +173,8 @@ def run_training(
     eval_fn: EvalFn | None = None,
     max_steps: int | None = None,
 ) -> TrainResult:
-    weights = class_weights(config.loss, classifier.shape[0], resolve)
+    """Train with ``classifier`` (C, D) as the text embeddings of the C training categories."""
+    weights = class_weights(config, classifier.shape[0], resolve)
     loss_fn, loss_weights = make_loss_terms_fn(config, weights)
     return train(
         config,

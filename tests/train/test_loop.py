@@ -117,3 +117,39 @@ def test_eight_devices_equal_one_device(tmp_path):
     assert one.keys() == eight.keys()
     worst = max(float(np.max(np.abs(one[k] - eight[k]))) for k in one)
     assert worst < 2e-6, worst
+
+
+def test_bfloat16_compute_keeps_float32_master_weights():
+    """compute_dtype bfloat16: the forward/backward run in bfloat16, the parameters and the
+    optimizer stay float32, and the loss agrees with the float32 step to bfloat16 precision."""
+    from ov2seg_jax.train.optimizer import learning_rate_schedule, make_optimizer
+    from ov2seg_jax.train.state import create_train_state
+    from ov2seg_jax.train.step import make_train_step
+
+    c = toy_config()
+    classifier = toy_classifier(c)
+    model = build_model(c.model)
+    variables = init_variables(model, c.train, classifier, c.seed)
+    tx, _ = make_optimizer(c.optimizer, variables["params"])
+    loss_fn, weights = make_loss_terms_fn(c, None)
+    batch = toy_batches(2)(0).__next__()
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        step = make_train_step(
+            model,
+            tx,
+            loss_fn,
+            weights,
+            classifier,
+            learning_rate_fn=learning_rate_schedule(c.optimizer),
+            compute_dtype=dtype,
+        )
+        state, metrics = jax.jit(step)(create_train_state(variables, tx, c.seed), batch)
+        out[dtype] = (state, metrics)
+    state, metrics = out["bfloat16"]
+    assert bool(metrics["finite"]) and int(state.step) == 1
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves((state.params, state.opt_state))}
+    assert dtypes <= {np.dtype("float32"), np.dtype("int32")}, dtypes
+    ref = float(out["float32"][1]["loss"])
+    assert abs(float(metrics["loss"]) - ref) < 0.05 * ref, (float(metrics["loss"]), ref)
+    assert float(out["float32"][1]["loss"]) != float(metrics["loss"])  # bfloat16 really ran
