@@ -1,49 +1,83 @@
 """Public entry point of the multi-scale deformable attention core: input checks and dispatch.
 
-The model calls :func:`ms_deform_attn` and never an implementation directly, so that faster
-kernels (Pallas on GPU or TPU) can be added behind the ``implementation`` switch without touching
-the model. Every call validates shapes and dtypes up front, while they are still static, and
-raises an error naming the offending argument: a shape slip in the model then fails loudly at
-trace time instead of producing a silently wrong gather.
+The model calls :func:`ms_deform_attn` and never an implementation directly: the pure-JAX
+reference and the Pallas kernels (GPU and TPU) sit behind the ``implementation`` switch. Every
+call validates shapes and dtypes up front, while they are still static, and raises an error
+naming the offending argument: a shape slip in the model then fails loudly at trace time instead
+of producing a silently wrong gather.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.ms_deform_attn.reference import SpatialShapes, ms_deform_attn_reference
+from kernels.ms_deform_attn.reference import (
+    SpatialShapes,
+    compute_dtype,
+    ms_deform_attn_reference,
+)
+from kernels.ms_deform_attn.vjp import KERNELS, ms_deform_attn_pallas
 
 Implementation = Callable[[jax.Array, SpatialShapes, jax.Array, jax.Array], jax.Array]
 
-# Implementations that run here; "auto" picks the best of them for the current backend.
-_IMPLEMENTATIONS: dict[str, Implementation] = {"xla": ms_deform_attn_reference}
-# Names kept for kernels that later work adds; asking for them now is an error.
-_RESERVED: tuple[str, ...] = ("pallas_gpu", "pallas_tpu")
+IMPLEMENTATIONS: tuple[str, ...] = ("xla", "pallas_gpu", "pallas_tpu")
+
+# What "auto" picks per jax backend; anything else (CPU) runs the reference.
+AUTO_BY_BACKEND: dict[str, str] = {"gpu": "pallas_gpu", "tpu": "pallas_tpu"}
 
 
-def available_implementations() -> tuple[str, ...]:
-    """Names of the concrete implementations that can run (``"auto"`` excluded)."""
-    return tuple(_IMPLEMENTATIONS)
+# Compute dtypes each implementation supports (half-precision inputs compute in float32).
+COMPUTE_DTYPES: dict[str, tuple[str, ...]] = {
+    "xla": ("float32", "float64"),
+    "pallas_gpu": ("float32", "float64"),
+    "pallas_tpu": ("float32",),
+}
 
 
-def resolve_implementation(implementation: str) -> str:
-    """Map ``implementation`` to a concrete name, or raise ValueError saying what is available."""
-    available = ", ".join(repr(name) for name in ("auto", *_IMPLEMENTATIONS))
+def _implementation(name: str) -> Implementation:
+    if name == "xla":
+        return ms_deform_attn_reference
+    return functools.partial(ms_deform_attn_pallas, kernel=name)
+
+
+def available_implementations(backend: str | None = None) -> tuple[str, ...]:
+    """Names of the implementations that run on ``backend`` (default: jax's default backend).
+
+    The reference runs everywhere; each Pallas kernel runs compiled on its own backend, and both
+    run in interpret mode on CPU (slowly: for tests and debugging).
+    """
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        return IMPLEMENTATIONS
+    return ("xla", *(name for name, (_, platform) in KERNELS.items() if platform == backend))
+
+
+def resolve_implementation(implementation: str, dtype: jnp.dtype | None = None) -> str:
+    """Map ``implementation`` to a concrete name, or raise ValueError saying what is available.
+
+    ``"auto"`` picks the backend's Pallas kernel (``AUTO_BY_BACKEND``), except for float64
+    computation, which stays on the reference.
+    """
+    available = available_implementations()
     if implementation == "auto":
-        return "xla"
-    if implementation in _IMPLEMENTATIONS:
+        if dtype is not None and jnp.dtype(dtype) == jnp.float64:
+            return "xla"
+        return AUTO_BY_BACKEND.get(jax.default_backend(), "xla")
+    if implementation in available:
         return implementation
-    if implementation in _RESERVED:
+    names = ", ".join(repr(name) for name in ("auto", *available))
+    if implementation in IMPLEMENTATIONS:
         raise ValueError(
-            f"ms_deform_attn: implementation={implementation!r} is not available yet (reserved for "
-            f"a Pallas kernel); available implementations: {available}"
+            f"ms_deform_attn: implementation={implementation!r} does not run on the "
+            f"{jax.default_backend()!r} backend; available here: {names}"
         )
     raise ValueError(
-        f"ms_deform_attn: unknown implementation={implementation!r}; expected one of {available}"
+        f"ms_deform_attn: unknown implementation={implementation!r}; expected one of {names}"
     )
 
 
@@ -155,17 +189,20 @@ def ms_deform_attn(
       sampling_locations: (N, Lq, M, L, P, 2) normalised (x, y); 0 and 1 are the outer edges of
         a level (pixel coordinate = x * W - 0.5). Points outside sample zeros.
       attention_weights: (N, Lq, M, L, P), already normalised over L*P.
-      implementation: ``"auto"`` or ``"xla"`` (the pure-JAX reference). ``"pallas_gpu"`` and
-        ``"pallas_tpu"`` are reserved for kernels that are not available yet.
+      implementation: ``"xla"`` (the pure-JAX reference, autodiff gradients), ``"pallas_gpu"``
+        (Triton kernels, compiled on GPUs), ``"pallas_tpu"`` (Mosaic TPU kernels, compiled on
+        TPUs), or ``"auto"``: the backend's kernel on GPU/TPU, else the reference (and always the
+        reference for float64). On CPU the Pallas kernels run in interpret mode.
 
     Returns:
       (N, Lq, M*D) in ``value``'s dtype (channel = head * D + d); computed in float32 for half
       precision inputs and in float64 for float64 inputs.
     """
-    name = resolve_implementation(implementation)
     shapes = normalize_spatial_shapes(spatial_shapes)
     value = jnp.asarray(value)
     sampling_locations = jnp.asarray(sampling_locations)
     attention_weights = jnp.asarray(attention_weights)
     check_inputs(value, shapes, sampling_locations, attention_weights)
-    return _IMPLEMENTATIONS[name](value, shapes, sampling_locations, attention_weights)
+    dtype = compute_dtype(value.dtype, sampling_locations.dtype, attention_weights.dtype)
+    name = resolve_implementation(implementation, dtype)
+    return _implementation(name)(value, shapes, sampling_locations, attention_weights)

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.ms_deform_attn.api import ms_deform_attn, normalize_spatial_shapes
+from kernels.ms_deform_attn.api import COMPUTE_DTYPES, ms_deform_attn, normalize_spatial_shapes
 from kernels.ms_deform_attn.reference import SpatialShapes
 from ov2seg_jax.parity.report import Row, Tolerance, compare
 
@@ -115,6 +115,11 @@ def tolerance_for(reference: np.ndarray, dtype: str) -> Tolerance:
     """``RELATIVE_TOLERANCE[dtype] * max|reference|`` as an absolute bound."""
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     return Tolerance(atol=RELATIVE_TOLERANCE[dtype] * scale)
+
+
+def supports(implementation: str, dtype: str) -> bool:
+    """Whether ``implementation`` computes in ``dtype`` (pallas_tpu has no float64)."""
+    return dtype in COMPUTE_DTYPES[implementation]
 
 
 def check_case(case: MSDACase, implementation: str, dtype: str) -> list[Row]:

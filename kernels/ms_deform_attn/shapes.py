@@ -1,9 +1,9 @@
 """Problem sizes for the MSDA core shared by the tests and benchmarks, and their random inputs.
 
 Keeping the sizes in one place means a kernel is tested on the shapes it is benchmarked on.
-``TEST_SHAPES`` are small enough for a slow numpy oracle; ``BENCH_SHAPES`` are the sizes OV2Seg's
-pixel decoder actually runs (levels at strides 32, 16, 8, coarse first, as the original orders
-them; every token is a query).
+``TEST_SHAPES`` are small enough for a slow numpy oracle and for the Pallas kernels' interpret
+mode; ``BENCH_SHAPES`` are the sizes OV2Seg's pixel decoder actually runs (levels at strides 32,
+16, 8, coarse first, as the original orders them; every token is a query).
 """
 
 from __future__ import annotations
@@ -73,16 +73,18 @@ def encoder_shape(
 
 
 TEST_SHAPES: tuple[MSDAShape, ...] = (
-    encoder_shape("ov2seg_encoder_64x96", 64, 96, batch=1, num_queries=12),
-    encoder_shape("ov2seg_encoder_batch2", 64, 96, batch=2, num_queries=5),
-    MSDAShape("outside_unit_square", 1, 6, 2, 4, ((3, 5), (6, 2)), 3, loc_range=(-0.6, 1.6)),
-    MSDAShape("single_level", 2, 7, 3, 5, ((5, 7),), 4),
-    MSDAShape("four_levels", 1, 6, 2, 8, ((16, 12), (8, 6), (4, 3), (2, 2)), 2),
+    # The real inference levels (15x27, 30x54, 60x108) with a handful of queries so the numpy
+    # oracle and the Pallas kernels' interpret mode stay fast.
+    encoder_shape("ov2seg_encoder_480x864", 480, 864, batch=1, num_queries=3),
+    MSDAShape("single_level_outside", 1, 6, 2, 4, ((5, 7),), 3, loc_range=(-0.6, 1.6)),
+    MSDAShape("four_levels_batch2", 2, 6, 2, 8, ((16, 12), (8, 6), (4, 3), (2, 2)), 2),
 )
 
+# Inference: one window of 10 frames at 480x864 runs as one batch. Training: 1024x1024 crops, two
+# images per device (the global batch of 16 over 8 devices).
 BENCH_SHAPES: tuple[MSDAShape, ...] = (
-    encoder_shape("ov2seg_encoder_480x640_1frame", 480, 640, batch=1),
-    encoder_shape("ov2seg_encoder_480x864_window10", 480, 864, batch=10),
+    encoder_shape("inference_480x864_window10", 480, 864, batch=10),
+    encoder_shape("training_1024x1024_batch2", 1024, 1024, batch=2),
 )
 
 
