@@ -54,7 +54,7 @@ def get_config() -> ConfigDict:
     c.data.repeat_factor_threshold = 0.0
 
     c.train.batch_size = 8
-    c.train.num_steps = 1500
+    c.train.num_steps = 2500
     c.train.log_every = 10
     c.train.checkpoint_every = 250
     c.train.keep_checkpoints = 2
@@ -66,7 +66,7 @@ def get_config() -> ConfigDict:
     c.optimizer.base_lr = 5e-4
     c.optimizer.backbone_multiplier = 1.0
     c.optimizer.warmup_iters = 50
-    c.optimizer.decay_steps = (1200, 1400)
+    c.optimizer.decay_steps = (2000, 2300)
 
     c.loss.num_points = 1024
     c.loss.federated = True

@@ -95,7 +95,7 @@ def main() -> None:
     variables = init_variables(model, config.train, classifier, config.seed)
     tx, _ = make_optimizer(config.optimizer, variables["params"])
     state = create_train_state(variables, tx, config.seed)
-    state_sh = sharding.state_shardings(mesh, jax.eval_shape(lambda s: s, state))
+    state_sh = sharding.state_shardings(mesh, jax.eval_shape(lambda s: s, state), fsdp=False)
     state = jax.device_put(state, state_sh)
     loss_fn, weights = make_loss_terms_fn(config, fed_weights(config, num_classes))
     step = jax.jit(

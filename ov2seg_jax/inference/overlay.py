@@ -18,6 +18,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 OVERLAY_FORMATS = ("mp4", "gif")
 DEFAULT_ALPHA = 0.5
+# Frames whose short side is below this are enlarged by a whole factor before drawing, so the
+# captions stay readable on small videos (the built-in synthetic data is 128x128).
+MIN_SIDE = 384
 _GIF_FILTER = [
     "-filter_complex",
     "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=none",
@@ -100,14 +103,20 @@ def _fit(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     )
 
 
+def upscale_factor(height: int, width: int, min_side: int = MIN_SIDE) -> int:
+    """The whole factor that brings the short side of a frame to at least ``min_side``."""
+    return max(1, -(-min_side // max(1, min(height, width))))
+
+
 def overlay_frames(
     frames: Iterable[np.ndarray],
     prediction,
     names: Sequence[str],
     score_threshold: float = 0.0,
     alpha: float = DEFAULT_ALPHA,
+    min_side: int = MIN_SIDE,
 ):
-    """Yield the rendered frames of a video.
+    """Yield the rendered frames of a video, enlarged by :func:`upscale_factor` when small.
 
     ``prediction``: a :class:`~ov2seg_jax.inference.streaming.StreamedPrediction` or a
     :class:`~ov2seg_jax.inference.predictor.VideoPrediction` (``scores``, ``labels`` and per-frame
@@ -120,6 +129,11 @@ def overlay_frames(
     captions = [f"{i} {names[int(prediction.labels[i])]} {float(scores[i]):.2f}" for i in ids]
     for t, frame in enumerate(frames):
         masks = _fit(_frame_masks_of(prediction, t)[keep], frame.shape[:2])
+        k = upscale_factor(*frame.shape[:2], min_side)
+        if k > 1:
+            h, w = frame.shape[:2]
+            frame = np.asarray(Image.fromarray(frame).resize((w * k, h * k), Image.BILINEAR))
+            masks = masks.repeat(k, axis=1).repeat(k, axis=2)
         yield render_frame(frame, masks, ids, captions, alpha)
 
 

@@ -392,3 +392,24 @@ def test_merge_rejects_mismatched_trees(resnet_converted):
     assert "params/backbone/extra/kernel: not a leaf of the model" in str(e.value)
     with pytest.raises(ConversionError, match="collection 'frozen'"):
         merge_backbone(fresh, {"params": resnet_converted[0]["params"]})
+
+
+def test_train_init_fn_puts_the_swin_checkpoint_into_fresh_variables(swin_state, tmp_path):
+    """--config.train.init_backbone as the trainer uses it: fresh variables of the whole model,
+    the backbone replaced by the checkpoint's values, everything else left as initialised."""
+    from ov2seg_jax.train.run import backbone_init_fn
+
+    config = tiny.get_config()
+    config.model = _swin_cfg()
+    config.train.init_backbone = _torch_save(swin_state, tmp_path / "swin_22k.pth")
+    fresh = _zeros_like_model(config.model)
+    merged = backbone_init_fn(config)(fresh)
+    params = merged["params"]
+    np.testing.assert_array_equal(
+        params["backbone"]["patch_embed"]["proj"]["kernel"],
+        swin_state["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
+    )
+    for name in ("pixel_decoder", "predictor"):  # the head keeps its initial values
+        for leaf in jax.tree_util.tree_leaves(params[name]):
+            assert not np.any(np.asarray(leaf))
+    assert backbone_init_fn(tiny.get_config()) is None  # no checkpoint configured

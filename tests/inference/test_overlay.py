@@ -12,6 +12,7 @@ from ov2seg_jax.inference.overlay import (
     overlay_frames,
     render_frame,
     track_colour,
+    upscale_factor,
     write_overlay,
 )
 from ov2seg_jax.inference.predictor import VideoPrediction
@@ -65,11 +66,12 @@ def test_write_overlay_is_playable(tmp_path, fmt):
     path = write_overlay(iter(frames), pred, ["cat", "dog"], str(tmp_path / f"o.{fmt}"), fps=5)
     assert os.path.isfile(path) and not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
     back = np.stack(list(iio.imiter(path, plugin="pyav")))
-    assert back.shape[0] == 6 and back.shape[1:3] == (72, 100)
+    k = upscale_factor(72, 100)  # small frames are enlarged so that captions stay readable
+    assert k == 6 and back.shape[0] == 6 and back.shape[1:3] == (72 * k, 100 * k)
     # The video shows the rendered frames (up to the codec's loss).
     want = np.stack(list(overlay_frames(iter(frames), pred, ["cat", "dog"])))
     assert np.abs(back.astype(float) - want).mean() < 6
-    assert np.abs(back.astype(float) - frames[0]).mean() > 10  # and they are not blank
+    assert np.abs(back.astype(float) - 60).mean() > 10  # and they are not blank
 
 
 def test_write_overlay_threshold_and_bad_format(tmp_path):
@@ -80,7 +82,8 @@ def test_write_overlay_threshold_and_bad_format(tmp_path):
     )
     back = np.stack(list(iio.imiter(path, plugin="pyav")))
     # Instance 1 (score 0.2) is not drawn: its region keeps the background.
-    assert np.abs(back[:, 66, 90].astype(float) - 60).max() < 12
+    k = upscale_factor(72, 100)
+    assert np.abs(back[:, 66 * k + k // 2, 90 * k + k // 2].astype(float) - 60).max() < 12
     with pytest.raises(ValueError, match="format must be one of"):
         write_overlay(iter(frames), pred, ["cat", "dog"], str(tmp_path / "o.avi"))
     with pytest.raises(ValueError, match="no frames"):

@@ -111,7 +111,7 @@ def test_predict_a_video_file_with_clip_names(tiny_model_dir, tiny_clip_dir, tmp
     # A playable overlay of the video's size and length, at its frame rate.
     overlay = os.path.join(out_dir, "overlay.mp4")
     back = np.stack(list(iio.imiter(overlay, plugin="pyav")))
-    assert back.shape == (9, 48, 64, 3)
+    assert back.shape == (9, 48 * 8, 64 * 8, 3)  # small videos are drawn 8x larger
     assert iio.immeta(overlay, plugin="pyav")["fps"] == pytest.approx(8.0)
 
 
@@ -145,7 +145,7 @@ def test_predict_a_frame_folder_with_a_classifier_file(tiny_model_dir, tmp_path,
     names = [c["name"] for c in json.load(open(os.path.join(out_dir, "categories.json")))]
     assert names == ["red box", "blue box", "background thing"]
     back = np.stack(list(iio.imiter(os.path.join(out_dir, "overlay.gif"), plugin="pyav")))
-    assert back.shape == (6, 48, 64, 3)
+    assert back.shape == (6, 48 * 8, 64 * 8, 3)
     assert "first" in capsys.readouterr().out
 
 
@@ -168,7 +168,7 @@ def test_predict_a_synthetic_video_with_compositional_names(tiny_model_dir, tmp_
     cats = json.load(open(os.path.join(out_dir, "categories.json")))
     assert [c["name"] for c in cats] == names and len(names) == 64
     back = np.stack(list(iio.imiter(os.path.join(out_dir, "overlay.gif"), plugin="pyav")))
-    assert back.shape == (5, 48, 64, 3)
+    assert back.shape == (5, 48 * 8, 64 * 8, 3)
 
 
 @pytest.mark.parametrize(
