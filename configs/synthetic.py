@@ -86,6 +86,6 @@ def get_config() -> ConfigDict:
     c.predict.input = ""  # "": the first held-out video
     c.predict.vocabulary = DATA + "/categories.txt"
     c.predict.overlay = "gif"
-    c.predict.score_threshold = 0.3
+    c.predict.score_threshold = 0.5
     c.vocabulary.encoder = "compositional"
     return c

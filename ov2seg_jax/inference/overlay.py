@@ -124,7 +124,9 @@ def overlay_frames(
     class name of a label.
     """
     scores = np.asarray(prediction.scores)
+    # Lowest score first, so the most confident track's mask and caption end up on top.
     keep = np.flatnonzero(scores >= score_threshold)
+    keep = keep[np.argsort(scores[keep], kind="stable")]
     ids = [int(i) for i in keep]
     captions = [f"{i} {names[int(prediction.labels[i])]} {float(scores[i]):.2f}" for i in ids]
     for t, frame in enumerate(frames):
