@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tracemalloc
 
@@ -93,25 +94,28 @@ def test_one_compile_per_bucket_shared_across_videos_and_vocabularies(tiny_predi
 
 
 def test_memory_stays_flat_with_video_length(tiny_predictor):
-    """Peak host allocations for 96 frames stay near those for 24 (the batch path would grow
+    """Peak host allocations for 208 frames stay near those for 16 (the batch path would grow
     with every frame's Q masks); the 500-frame measurement is scripts/bench_streaming.py."""
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (128, 192, 3), np.uint8)
+    # The traced peak of one run varies by about 2 MB whatever its length (allocator and
+    # collector timing); over 192 more frames the batch path would add 38 MB.
+    frame = rng.integers(0, 256, (256, 384, 3), np.uint8)
     streamer = StreamingPredictor(tiny_predictor, cache_bytes=0)
 
     def peak(n: int) -> int:
+        gc.collect()
         tracemalloc.start()
-        streamer.predict(lambda: (frame for _ in range(n)), (128, 192))
+        streamer.predict(lambda: (frame for _ in range(n)), (256, 384))
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         return top
 
     peak(4)  # compile first
-    short, long = peak(16), peak(64)
+    short, long = peak(16), peak(208)
     # What the batch path keeps per frame: the stride-4 mask logits of all 8 queries.
-    per_frame_batch = 8 * 32 * 48 * 4
+    per_frame_batch = 8 * 64 * 96 * 4
     # What grows here: the slot permutation and the frame's RLEs (the results themselves).
-    assert (long - short) / 48 < 0.1 * per_frame_batch, (short, long)
+    assert (long - short) / 192 < 0.2 * per_frame_batch, (short, long)
 
 
 def test_frames_smaller_than_the_stride_are_refused(tiny_predictor):
