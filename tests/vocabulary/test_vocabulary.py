@@ -5,9 +5,7 @@ Everything runs offline on a tiny randomly initialised CLIP text model saved to 
 
 from __future__ import annotations
 
-import json
 import os
-import string
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +25,7 @@ from ov2seg_jax.vocabulary import (
     prepare_names,
     validate_templates,
 )
+from tests.inference.conftest import write_tiny_clip
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -39,31 +38,7 @@ PROJ_DIM = 16
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random tiny CLIP text model + char-level tokenizer saved with save_pretrained."""
-    root = tmp_path_factory.mktemp("tiny_clip")
-    chars = string.ascii_lowercase + string.digits + ".,-()'!?"
-    tokens = list(chars) + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {token: index for index, token in enumerate(tokens)}
-    vocab_file, merges_file = root / "vocab.json", root / "merges.txt"
-    vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
-    merges_file.write_text("#version: 0.2\n", encoding="utf-8")
-    model_dir = root / "model"
-    tokenizer = transformers.CLIPTokenizer(str(vocab_file), str(merges_file))
-    tokenizer.save_pretrained(model_dir)
-    config = transformers.CLIPTextConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        projection_dim=PROJ_DIM,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    transformers.CLIPTextModelWithProjection(config).save_pretrained(model_dir)
-    return str(model_dir)
+    return write_tiny_clip(str(tmp_path_factory.mktemp("tiny_clip")), projection_dim=PROJ_DIM)
 
 
 def _reference_row(model_dir: str, name: str, templates: tuple[str, ...]) -> np.ndarray:
