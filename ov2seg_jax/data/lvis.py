@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from ov2seg_jax.data.category_table import category_table, frequency_weights
-from ov2seg_jax.data.json_file import read_json
-from ov2seg_jax.data.records import InstanceTrack, ProblemTally, TrainDataset, TrainRecord
+from ov2seg_jax.data.instances_file import open_instances, to_dataset, track_category
+from ov2seg_jax.data.records import InstanceTrack, TrainDataset, TrainRecord
 
 _COCO_URL_PREFIX_LEN = len("http://images.cocodataset.org/")
 
@@ -47,64 +46,32 @@ def load_image_dataset(
     ``drop_partitions=("novel",)`` removes the annotations of novel (LVIS: rare) categories, which
     is the ``norare`` split. Bad entries are skipped and counted in ``TrainDataset.problems``.
     """
-    data = read_json(json_path)
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(f"{json_path}: field '{key}' is missing or not a list")
-    table = category_table(data["categories"], json_path)
-    index_of = table.index_of
-    trained = [p not in drop_partitions for p in table.partition]
-    tally = ProblemTally()
-
-    by_image: dict[int, list[dict]] = {}
-    for a in data["annotations"]:
-        by_image.setdefault(a.get("image_id"), []).append(a)
+    f = open_instances(json_path, "image", drop_partitions)
     image_ids = set()
     records = []
-    for i, img in enumerate(sorted(data["images"], key=lambda m: m.get("id", -1))):
+    for i, img in enumerate(sorted(f.owners, key=lambda m: m.get("id", -1))):
         missing = [k for k in ("id", "height", "width") if k not in img]
         rel = image_file_name(img)
         if missing or rel is None:
             what = ", ".join(missing) if missing else "file_name/coco_url"
-            tally.add("bad_image_entry", f"{json_path}: images[{i}] lacks {what}")
+            f.tally.add("bad_image_entry", f"{json_path}: images[{i}] lacks {what}")
             continue
         image_id = int(img["id"])
         image_ids.add(image_id)
         h, w = int(img["height"]), int(img["width"])
         tracks = []
-        for a in by_image.get(image_id, []):
-            if a.get("iscrowd", 0):
-                continue
-            cid = a.get("category_id")
-            if cid not in index_of:
-                tally.add("unknown_category", f"{json_path}: annotation {a.get('id')} -> {cid}")
-                continue
-            c = index_of[cid]
-            if not trained[c]:
+        for a in f.by_owner.get(image_id, []):
+            c = track_category(f, a)
+            if c is None:
                 continue
             seg = a.get("segmentation")
             if not seg:
-                tally.add("no_segmentation", f"{json_path}: annotation {a.get('id')}")
+                f.tally.add("no_segmentation", f"{json_path}: annotation {a.get('id')}")
                 continue
             tracks.append(InstanceTrack(c, (seg,)))
         if not tracks and not keep_empty:
-            tally.counts["image_without_annotations"] += 1  # expected (norare), not a warning
+            f.tally.counts["image_without_annotations"] += 1  # expected (norare), not a warning
             continue
         path = os.path.join(image_root, rel)
         records.append(TrainRecord(image_id, (path,), h, w, tuple(tracks)))
-    orphans = sum(len(v) for k, v in by_image.items() if k not in image_ids)
-    if orphans:
-        tally.add("annotation_without_image", f"{json_path}: {orphans} annotations")
-    weights = frequency_weights(table, [r.categories for r in records], trained)
-    return TrainDataset(
-        name=name or os.path.basename(json_path),
-        json_path=json_path,
-        image_root=image_root,
-        records=tuple(records),
-        category_ids=table.ids,
-        category_names=table.names,
-        partition=table.partition,
-        frequency_weight=tuple(float(x) for x in weights),
-        is_video=False,
-        problems=tally.as_dict(),
-    )
+    return to_dataset(f, records, image_root, image_ids, name=name)

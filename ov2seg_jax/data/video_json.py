@@ -15,9 +15,9 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from ov2seg_jax.data.category_table import category_table, frequency_weights
+from ov2seg_jax.data.instances_file import open_instances, to_dataset, track_category
 from ov2seg_jax.data.json_file import read_json
-from ov2seg_jax.data.records import InstanceTrack, ProblemTally, TrainDataset, TrainRecord
+from ov2seg_jax.data.records import InstanceTrack, TrainDataset, TrainRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,44 +88,28 @@ def load_video_train_dataset(
     unknown categories or videos, videos without frames and videos left without annotations are
     skipped and counted in ``TrainDataset.problems``.
     """
-    data = read_json(json_path)
-    for key in ("videos", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise ValueError(f"{json_path}: field '{key}' is missing or not a list")
-    table = category_table(data["categories"], json_path)
-    index_of = table.index_of
-    trained = [p not in drop_partitions for p in table.partition]
-    tally = ProblemTally()
-    by_video: dict = {}
-    for a in data["annotations"]:
-        by_video.setdefault(a.get("video_id"), []).append(a)
+    f = open_instances(json_path, "video", drop_partitions)
     records = []
     video_ids = set()
-    for i, v in enumerate(sorted(data["videos"], key=lambda m: m.get("id", -1))):
+    for i, v in enumerate(sorted(f.owners, key=lambda m: m.get("id", -1))):
         missing = [k for k in ("id", "file_names", "height", "width") if k not in v]
         if missing:
-            tally.add("bad_video_entry", f"{json_path}: videos[{i}] lacks {', '.join(missing)}")
+            f.tally.add("bad_video_entry", f"{json_path}: videos[{i}] lacks {', '.join(missing)}")
             continue
         vid = int(v["id"])
         video_ids.add(vid)
         paths = tuple(os.path.join(image_root, frame_file_name(p)) for p in v["file_names"])
         if not paths:
-            tally.add("empty_video", f"{json_path}: video {vid} has no file_names")
+            f.tally.add("empty_video", f"{json_path}: video {vid} has no file_names")
             continue
         tracks = []
-        for a in by_video.get(vid, []):
-            if a.get("iscrowd", 0):
-                continue
-            cid = a.get("category_id")
-            if cid not in index_of:
-                tally.add("unknown_category", f"{json_path}: annotation {a.get('id')} -> {cid}")
-                continue
-            c = index_of[cid]
-            if not trained[c]:
+        for a in f.by_owner.get(vid, []):
+            c = track_category(f, a)
+            if c is None:
                 continue
             segs = a.get("segmentations")
             if not isinstance(segs, list) or len(segs) != len(paths):
-                tally.add(
+                f.tally.add(
                     "bad_segmentations",
                     f"{json_path}: annotation {a.get('id')} needs one segmentation per frame "
                     f"({len(paths)})",
@@ -133,26 +117,11 @@ def load_video_train_dataset(
                 continue
             segs = tuple(s if s else None for s in segs)
             if all(s is None for s in segs):
-                tally.add("empty_track", f"{json_path}: annotation {a.get('id')}")
+                f.tally.add("empty_track", f"{json_path}: annotation {a.get('id')}")
                 continue
             tracks.append(InstanceTrack(c, segs))
         if not tracks:
-            tally.counts["video_without_annotations"] += 1
+            f.tally.counts["video_without_annotations"] += 1
             continue
         records.append(TrainRecord(vid, paths, int(v["height"]), int(v["width"]), tuple(tracks)))
-    orphans = sum(len(a) for k, a in by_video.items() if k not in video_ids)
-    if orphans:
-        tally.add("annotation_without_video", f"{json_path}: {orphans} annotations")
-    weights = frequency_weights(table, [r.categories for r in records], trained)
-    return TrainDataset(
-        name=name or os.path.basename(json_path),
-        json_path=json_path,
-        image_root=image_root,
-        records=tuple(records),
-        category_ids=table.ids,
-        category_names=table.names,
-        partition=table.partition,
-        frequency_weight=tuple(float(x) for x in weights),
-        is_video=True,
-        problems=tally.as_dict(),
-    )
+    return to_dataset(f, records, image_root, video_ids, name=name)
