@@ -99,6 +99,25 @@ def _load_column(ref, rows, col, mask, dtype):
     return plt.load(ref.at[rows, col], mask=mask, other=0).astype(dtype)
 
 
+def _load_point(loc_ref, attn_ref, rows, in_bounds, column, h, w, dtype):
+    """The attention weight (rows,) and bilinear taps of sampling point ``column`` of each row."""
+    x = _load_column(loc_ref, rows, 2 * column, in_bounds, dtype)
+    y = _load_column(loc_ref, rows, 2 * column + 1, in_bounds, dtype)
+    attn = _load_column(attn_ref, rows, column, in_bounds, dtype)
+    return attn, sample_taps(x, y, h, w)
+
+
+def _load_corner(value_ref, taps, corner, in_bounds, start, h, w, value_base, layout, channels):
+    """``(ok, row, v)`` of one bilinear corner: where it lies inside the level, its value row
+    (0 where not ``ok``) and the (rows, width) values there (0 where not ``ok``)."""
+    dy, dx = corner
+    ok = in_bounds & taps.corner_valid(dy, dx, h, w)
+    pixel = start + (taps.y0 + dy) * w + (taps.x0 + dx)
+    row = jnp.where(ok, value_base + pixel * layout.num_heads, 0)
+    v = plt.load(value_ref.at[row[:, None], channels[None, :]], mask=ok[:, None], other=0)
+    return ok, row, v
+
+
 def _forward_kernel(loc_ref, attn_ref, value_ref, out_ref, *, layout, blocks, dtype):
     rows, in_bounds, value_base = _row_block(layout, blocks.rows)
     channels = jnp.arange(layout.width, dtype=jnp.int32)
@@ -107,16 +126,10 @@ def _forward_kernel(loc_ref, attn_ref, value_ref, out_ref, *, layout, blocks, dt
         # Points of a level share its size, so they are a loop rather than unrolled code.
         def point(p, acc, level=level, start=start, h=h, w=w):
             column = level * layout.num_points + p
-            x = _load_column(loc_ref, rows, 2 * column, in_bounds, dtype)
-            y = _load_column(loc_ref, rows, 2 * column + 1, in_bounds, dtype)
-            attn = _load_column(attn_ref, rows, column, in_bounds, dtype)
-            taps = sample_taps(x, y, h, w)
+            attn, taps = _load_point(loc_ref, attn_ref, rows, in_bounds, column, h, w, dtype)
             for dy, dx in CORNERS:
-                ok = in_bounds & taps.corner_valid(dy, dx, h, w)
-                pixel = start + (taps.y0 + dy) * w + (taps.x0 + dx)
-                row = jnp.where(ok, value_base + pixel * layout.num_heads, 0)
-                v = plt.load(
-                    value_ref.at[row[:, None], channels[None, :]], mask=ok[:, None], other=0
+                ok, _, v = _load_corner(
+                    value_ref, taps, (dy, dx), in_bounds, start, h, w, value_base, layout, channels
                 )
                 weight = jnp.where(ok, attn * taps.corner_weight(dy, dx), 0)
                 acc += weight[:, None] * v.astype(dtype)
@@ -170,19 +183,13 @@ def _backward_kernel(
 
         def point(p, carry, level=level, start=start, h=h, w=w):
             column = level * layout.num_points + p
-            x = _load_column(loc_ref, rows, 2 * column, in_bounds, dtype)
-            y = _load_column(loc_ref, rows, 2 * column + 1, in_bounds, dtype)
-            attn = _load_column(attn_ref, rows, column, in_bounds, dtype)
-            taps = sample_taps(x, y, h, w)
+            attn, taps = _load_point(loc_ref, attn_ref, rows, in_bounds, column, h, w, dtype)
             grad_attn = jnp.zeros_like(attn)
             grad_x = jnp.zeros_like(attn)  # d out / d px, without the attention weight
             grad_y = jnp.zeros_like(attn)
             for dy, dx in CORNERS:
-                ok = in_bounds & taps.corner_valid(dy, dx, h, w)
-                pixel = start + (taps.y0 + dy) * w + (taps.x0 + dx)
-                row = jnp.where(ok, value_base + pixel * layout.num_heads, 0)
-                v = plt.load(
-                    value_ref.at[row[:, None], channels[None, :]], mask=ok[:, None], other=0
+                ok, row, v = _load_corner(
+                    value_ref, taps, (dy, dx), in_bounds, start, h, w, value_base, layout, channels
                 )
                 g_dot_v = jnp.where(ok, jnp.sum(g * v.astype(dtype), axis=1), 0)
                 bilinear = taps.corner_weight(dy, dx)

@@ -28,6 +28,7 @@ rejected (TPUs have no float64 arithmetic).
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -230,6 +231,42 @@ def _check_dtype(dtype) -> None:
         )
 
 
+class _Operands(NamedTuple):
+    """What the forward and backward calls share: the tiles, the compute dtype, the heads-first
+    padded operands and their block specs (value, locations, weights, per-query rows)."""
+
+    blocks: BlockSizes
+    dtype: jnp.dtype
+    values: jax.Array
+    locs: jax.Array
+    attn: jax.Array
+    specs: tuple
+    num_points: int
+
+    def bind(self, kernel, spatial_shapes: SpatialShapes):
+        return functools.partial(
+            kernel,
+            spatial_shapes=spatial_shapes,
+            num_points=self.num_points,
+            blocks=self.blocks,
+            dtype=self.dtype,
+        )
+
+
+def _operands(
+    value, spatial_shapes, sampling_locations, attention_weights, blocks: BlockSizes | None
+) -> _Operands:
+    lq, _, num_levels, num_points = sampling_locations.shape[1:5]
+    blocks = blocks or tpu_block_sizes(lq, spatial_shapes)
+    dtype = compute_dtype(value.dtype, sampling_locations.dtype, attention_weights.dtype)
+    _check_dtype(dtype)
+    values, locs, attn = _heads_first(
+        value, spatial_shapes, sampling_locations, attention_weights, blocks.queries
+    )
+    specs = _specs(values.shape[2], value.shape[-1], blocks.queries, num_levels * num_points)
+    return _Operands(blocks, dtype, values, locs, attn, specs, num_points)
+
+
 def forward(
     value: jax.Array,
     spatial_shapes: SpatialShapes,
@@ -241,26 +278,13 @@ def forward(
 ) -> jax.Array:
     """(N, Lq, M*D) output in ``value``'s dtype; arguments as ``ms_deform_attn``."""
     n, s, m, d = value.shape
-    lq, _, num_levels, num_points = sampling_locations.shape[1:5]
-    blocks = blocks or tpu_block_sizes(lq, spatial_shapes)
-    dtype = compute_dtype(value.dtype, sampling_locations.dtype, attention_weights.dtype)
-    _check_dtype(dtype)
-    values, locs, attn = _heads_first(
-        value, spatial_shapes, sampling_locations, attention_weights, blocks.queries
-    )
+    lq = sampling_locations.shape[1]
+    ops = _operands(value, spatial_shapes, sampling_locations, attention_weights, blocks)
+    blocks, values, locs, attn = ops.blocks, ops.values, ops.locs, ops.attn
     q = blocks.queries
-    value_spec, loc_spec, attn_spec, row_spec = _specs(
-        values.shape[2], d, q, num_levels * num_points
-    )
-    kernel = functools.partial(
-        _forward_kernel,
-        spatial_shapes=spatial_shapes,
-        num_points=num_points,
-        blocks=blocks,
-        dtype=dtype,
-    )
+    value_spec, loc_spec, attn_spec, row_spec = ops.specs
     out = pl.pallas_call(
-        kernel,
+        ops.bind(_forward_kernel, spatial_shapes),
         grid=(n, m, locs.shape[2] // q),
         in_specs=[loc_spec, attn_spec, value_spec],
         out_specs=row_spec,
@@ -287,29 +311,16 @@ def backward(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Gradients (value, sampling_locations, attention_weights), each in its input's dtype."""
     n, s, m, d = value.shape
-    lq, _, num_levels, num_points = sampling_locations.shape[1:5]
-    blocks = blocks or tpu_block_sizes(lq, spatial_shapes)
-    dtype = compute_dtype(value.dtype, sampling_locations.dtype, attention_weights.dtype)
-    _check_dtype(dtype)
-    values, locs, attn = _heads_first(
-        value, spatial_shapes, sampling_locations, attention_weights, blocks.queries
-    )
+    lq = sampling_locations.shape[1]
+    ops = _operands(value, spatial_shapes, sampling_locations, attention_weights, blocks)
+    blocks, dtype, values, locs, attn = ops.blocks, ops.dtype, ops.values, ops.locs, ops.attn
     q = blocks.queries
     padded = locs.shape[2]
     grad_rows = grad_output.reshape(n, lq, m, d).transpose(0, 2, 1, 3)
     grad_rows = jnp.pad(grad_rows, ((0, 0), (0, 0), (0, padded - lq), (0, 0)))
-    value_spec, loc_spec, attn_spec, row_spec = _specs(
-        values.shape[2], d, q, num_levels * num_points
-    )
-    kernel = functools.partial(
-        _backward_kernel,
-        spatial_shapes=spatial_shapes,
-        num_points=num_points,
-        blocks=blocks,
-        dtype=dtype,
-    )
+    value_spec, loc_spec, attn_spec, row_spec = ops.specs
     grad_locs, grad_attn, grad_values = pl.pallas_call(
-        kernel,
+        ops.bind(_backward_kernel, spatial_shapes),
         grid=(n, m, padded // q),
         in_specs=[loc_spec, attn_spec, value_spec, row_spec],
         out_specs=[loc_spec, attn_spec, value_spec],
