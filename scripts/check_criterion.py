@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:  # the package need not be installed
     sys.path.insert(0, _REPO_ROOT)
 
 from ov2seg_jax.parity.criterion_fixture import check_criterion_dir  # noqa: E402
-from ov2seg_jax.parity.report import format_table  # noqa: E402
+from ov2seg_jax.parity.report import check_dirs  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,18 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         help="invalid target entries added beyond the largest image (default 1)",
     )
     args = parser.parse_args(argv)
-    failed = False
-    for d in args.fixture_dirs:
-        start = time.time()
-        try:
-            rows = check_criterion_dir(d, extra_padding=args.extra_padding)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {d}: {e}", file=sys.stderr)
-            return 2
-        print(format_table(rows, title=f"== {d} ({time.time() - start:.1f} s)"))
-        print()
-        failed |= not all(r.passed for r in rows)
-    return 1 if failed else 0
+    return check_dirs(
+        args.fixture_dirs, lambda d: check_criterion_dir(d, extra_padding=args.extra_padding)
+    )
 
 
 if __name__ == "__main__":

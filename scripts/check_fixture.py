@@ -13,14 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 
 from ov2seg_jax.parity.check import check_fixture_dir  # noqa: E402
-from ov2seg_jax.parity.report import format_table  # noqa: E402
+from ov2seg_jax.parity.report import check_dirs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -28,18 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("fixture_dirs", nargs="+", help="model or tracking fixture directories")
     args = parser.parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")
-    failed = False
-    for d in args.fixture_dirs:
-        start = time.time()
-        try:
-            rows = check_fixture_dir(d)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {d}: {e}", file=sys.stderr)
-            return 2
-        print(format_table(rows, title=f"== {d} ({time.time() - start:.1f} s)"))
-        print()
-        failed |= not all(r.passed for r in rows)
-    return 1 if failed else 0
+    return check_dirs(args.fixture_dirs, check_fixture_dir)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -121,3 +124,20 @@ def format_table(rows: list[Row], title: str = "") -> str:
         + (f", {failed} FAILED" if failed else "")
     )
     return "\n".join(lines)
+
+
+def check_dirs(dirs: Sequence[str], check_dir: Callable[[str], list[Row]]) -> int:
+    """A checker script's main loop: print each folder's table; exit status 0 when every row
+    passes, 1 when a row fails, 2 (with a one-line reason) when a folder is unusable."""
+    failed = False
+    for d in dirs:
+        start = time.time()
+        try:
+            rows = check_dir(d)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {d}: {e}", file=sys.stderr)
+            return 2
+        print(format_table(rows, title=f"== {d} ({time.time() - start:.1f} s)"))
+        print()
+        failed |= not all(r.passed for r in rows)
+    return 1 if failed else 0
