@@ -80,7 +80,6 @@ def load_predictor(
     """The model directory's variables and architecture as a VideoPredictor, with ``classifier``
     (C, D) or else ``config.classifier.path`` or else the classifier saved with the model."""
     from ov2seg_jax.inference.predictor import VideoPredictor
-    from ov2seg_jax.models.ov2seg import build_model
 
     jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
     model_cfg, variables = _load_model_dir(config, workdir)
@@ -90,15 +89,7 @@ def load_predictor(
         classifier = checkpoint.load_classifier(model_dir(config, workdir))
         if classifier is None:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
-    inf = config.inference
-    return VideoPredictor(
-        build_model(model_cfg),
-        variables,
-        classifier,
-        window_size=inf.window_size,
-        top_k=inf.top_k,
-        size_divisibility=inf.size_divisibility,
-    )
+    return VideoPredictor.from_config(model_cfg, variables, classifier, config.inference)
 
 
 def _load_model_dir(config: ml_collections.ConfigDict, workdir: str):

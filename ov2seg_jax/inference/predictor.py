@@ -87,6 +87,21 @@ class VideoPredictor:
         self.size_divisibility = size_divisibility
         self._forward = jitted_forward(model)
 
+    @classmethod
+    def from_config(cls, model_cfg, variables, classifier, inference) -> VideoPredictor:
+        """The predictor of a model config (``config.model``) with ``config.inference``'s
+        window size, top-K and size divisibility."""
+        from ov2seg_jax.models.ov2seg import build_model
+
+        return cls(
+            build_model(model_cfg),
+            variables,
+            classifier,
+            window_size=inference.window_size,
+            top_k=inference.top_k,
+            size_divisibility=inference.size_divisibility,
+        )
+
     def window_outputs(self, images: jax.Array) -> dict[str, np.ndarray]:
         """Per-frame outputs for up to ``window_size`` normalised, padded frames."""
         n = images.shape[0]

@@ -138,17 +138,10 @@ def make_eval_fn(
         from ov2seg_jax.evaluation.video_ap import evaluate_video
         from ov2seg_jax.inference.evaluation_loop import predict_dataset
         from ov2seg_jax.inference.predictor import VideoPredictor
-        from ov2seg_jax.models.ov2seg import build_model
 
         if predictor is None:  # built once: the forward pass compiles once for all evaluations
-            inf = config.inference
-            predictor = VideoPredictor(
-                build_model(config.model),
-                variables,
-                classifier,
-                window_size=inf.window_size,
-                top_k=inf.top_k,
-                size_divisibility=inf.size_divisibility,
+            predictor = VideoPredictor.from_config(
+                config.model, variables, classifier, config.inference
             )
         predictor.variables = variables
         out_dir = os.path.join(workdir, "train", "eval", f"step_{step:08d}")
