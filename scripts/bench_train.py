@@ -23,17 +23,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ov2seg_jax.models.ov2seg import build_model  # noqa: E402
 from ov2seg_jax.parity.paths import metadata_dir  # noqa: E402
 from ov2seg_jax.train import sharding  # noqa: E402
-from ov2seg_jax.train.loop import init_variables  # noqa: E402
-from ov2seg_jax.train.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
+from ov2seg_jax.train.loop import initial_state, jitted_train_step  # noqa: E402
 from ov2seg_jax.train.run import make_loss_terms_fn  # noqa: E402
-from ov2seg_jax.train.state import create_train_state  # noqa: E402
-from ov2seg_jax.train.step import make_train_step  # noqa: E402
 
 
 def load_config(path: str):
@@ -92,26 +88,10 @@ def main() -> None:
     if args.batch % mesh.devices.size:
         raise SystemExit(f"--batch {args.batch} must be divisible by {mesh.devices.size} devices")
     model = build_model(config.model)
-    variables = init_variables(model, config.train, classifier, config.seed)
-    tx, _ = make_optimizer(config.optimizer, variables["params"])
-    state = create_train_state(variables, tx, config.seed)
-    state_sh = sharding.state_shardings(mesh, jax.eval_shape(lambda s: s, state), fsdp=False)
-    state = jax.device_put(state, state_sh)
+    config.train.compute_dtype = dtype
+    state, state_sh, tx, _ = initial_state(config, model, classifier, mesh)
     loss_fn, weights = make_loss_terms_fn(config, fed_weights(config, num_classes))
-    step = jax.jit(
-        make_train_step(
-            model,
-            tx,
-            loss_fn,
-            weights,
-            jnp.asarray(classifier),
-            learning_rate_fn=learning_rate_schedule(config.optimizer),
-            compute_dtype=dtype,
-        ),
-        in_shardings=(state_sh, sharding.batch_sharding(mesh)),
-        out_shardings=(state_sh, sharding.replicated(mesh)),
-        donate_argnums=0,
-    )
+    step = jitted_train_step(config, model, tx, classifier, loss_fn, weights, mesh, state_sh)
     batches = [
         sharding.global_batch(
             random_batch(rng, args.batch, args.image_size, args.instances, num_classes), mesh

@@ -57,6 +57,56 @@ def init_variables(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray
     return jax.jit(lambda: model.init(rngs, images, jnp.asarray(classifier)))()
 
 
+def initial_state(
+    config: ml_collections.ConfigDict,
+    model,
+    classifier: np.ndarray,
+    mesh,
+    *,
+    init_fn: Callable[[dict], dict] | None = None,
+):
+    """Fresh ``(state, state_shardings, tx, rules_table)``, the state placed on ``mesh``.
+
+    ``init_fn`` may replace parts of the fresh variables (a pretrained backbone).
+    """
+    variables = init_variables(model, config.train, classifier, config.seed)
+    if init_fn is not None:
+        variables = init_fn(variables)
+    tx, table = make_optimizer(config.optimizer, variables["params"])
+    state = create_train_state(variables, tx, config.seed)
+    abstract = jax.eval_shape(lambda s: s, state)
+    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
+    return jax.device_put(state, state_sh), state_sh, tx, table
+
+
+def jitted_train_step(
+    config: ml_collections.ConfigDict,
+    model,
+    tx,
+    classifier: np.ndarray,
+    loss_terms_fn,
+    loss_weights: dict[str, float],
+    mesh,
+    state_sh,
+):
+    """The train step jitted with the loop's shardings (batch split over the mesh, metrics
+    replicated) and the state donated."""
+    return jax.jit(
+        make_train_step(
+            model,
+            tx,
+            loss_terms_fn,
+            loss_weights,
+            jnp.asarray(classifier),
+            learning_rate_fn=learning_rate_schedule(config.optimizer),
+            compute_dtype=config.train.compute_dtype,
+        ),
+        in_shardings=(state_sh, sharding.batch_sharding(mesh)),
+        out_shardings=(state_sh, sharding.replicated(mesh)),
+        donate_argnums=0,
+    )
+
+
 def _host_metrics(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -95,14 +145,14 @@ def train(
         best_metric=tc.get("best_metric", ""),
     )
 
-    variables = init_variables(model, tc, classifier, config.seed)
-    if init_fn is not None and manager.latest_step() is None:
-        variables = init_fn(variables)
-    tx, table = make_optimizer(config.optimizer, variables["params"])
-    state = create_train_state(variables, tx, config.seed)
+    state, state_sh, tx, table = initial_state(
+        config,
+        model,
+        classifier,
+        mesh,
+        init_fn=init_fn if manager.latest_step() is None else None,
+    )
     abstract = jax.eval_shape(lambda s: s, state)
-    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
-    state = jax.device_put(state, state_sh)
 
     restored = checkpoints.restore_latest(
         manager,
@@ -118,19 +168,8 @@ def train(
     else:
         print("optimizer groups:\n" + format_rules_table(table))
 
-    step_fn = jax.jit(
-        make_train_step(
-            model,
-            tx,
-            loss_terms_fn,
-            loss_weights,
-            jnp.asarray(classifier),
-            learning_rate_fn=learning_rate_schedule(config.optimizer),
-            compute_dtype=tc.compute_dtype,
-        ),
-        in_shardings=(state_sh, sharding.batch_sharding(mesh)),
-        out_shardings=(state_sh, sharding.replicated(mesh)),
-        donate_argnums=0,
+    step_fn = jitted_train_step(
+        config, model, tx, classifier, loss_terms_fn, loss_weights, mesh, state_sh
     )
 
     writer = MetricsWriter(train_dir)
