@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import ov2seg_r50_lvvis
 from data_prep import fake_layouts
 from ov2seg_jax.data import registry
 from ov2seg_jax.data import synthetic as syn
@@ -17,25 +18,20 @@ from ov2seg_jax.data.pipeline import dataset_info, make_train_iterator
 
 
 def _cfg(dataset: str, root: str, **kw) -> ml_collections.ConfigDict:
-    c = dict(
-        dataset=dataset,
-        root=root,
-        split="train",
-        base_only=False,
-        image_size=64,
-        min_scale=0.1,
-        max_scale=2.0,
-        random_flip=True,
-        max_instances=4,
-        repeat_factor_threshold=0.001,
-        clip_length=1,
-        clip_frame_range=20,
-        num_parallel_calls=2,
-        prefetch=1,
-        shuffle=True,
+    """The default ``config.data`` (the LVIS recipe) at test sizes, with ``kw`` on top."""
+    c = ov2seg_r50_lvvis.get_config().data
+    c.update(
+        dict(
+            dataset=dataset,
+            root=root,
+            image_size=64,
+            max_instances=4,
+            num_parallel_calls=2,
+            prefetch=1,
+        )
     )
     c.update(kw)
-    return ml_collections.ConfigDict(c)
+    return c
 
 
 def _take(it, n: int) -> list[dict[str, np.ndarray]]:
