@@ -74,16 +74,10 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str) -> dict:
         config.predict.input = first_video_folder(
             config.evaluate.dataset_json, config.evaluate.image_root
         )
-    results_path = stage("predict", lambda: modes.run_predict(config, workdir))
+    predicted = stage("predict", lambda: modes.run_predict(config, workdir))
     plot_path = os.path.join(workdir, "training.png")
     stage("plot", lambda: plot_training(trained.metrics_path, plot_path))
 
-    predict_dir = os.path.dirname(results_path)
-    overlay = [
-        os.path.join(predict_dir, f)
-        for f in sorted(os.listdir(predict_dir))
-        if f.startswith("overlay.")
-    ]
     summary = {
         "wall_seconds": round(time.perf_counter() - start, 1),
         "stage_seconds": timings,
@@ -93,8 +87,8 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "training_plot": plot_path,
         "evaluation": os.path.join(workdir, "evaluate", "stats.json"),
         "predict_input": config.predict.input,
-        "predict_results": results_path,
-        "overlay": overlay[0] if overlay else None,
+        "predict_results": predicted.results,
+        "overlay": predicted.overlay,
     }
     if stats is not None:
         summary["AP"] = stats["stats"][0]

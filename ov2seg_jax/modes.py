@@ -130,9 +130,10 @@ def _predict_vocabulary(
         raise UserError(message) from e
 
 
-def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
+def run_predict(config: ml_collections.ConfigDict, workdir: str):
     """Predict one video (a video file or a folder of frames) with any vocabulary; writes the
-    results JSON, categories, a table of tracks and an overlay video to ``predict.output``."""
+    results JSON, categories, a table of tracks and an overlay video to ``predict.output``.
+    Returns the :class:`~ov2seg_jax.inference.predict_video.PredictOutputs`."""
     from ov2seg_jax.inference.predict_video import predict_to_folder
     from ov2seg_jax.inference.streaming import check_network_size
     from ov2seg_jax.inference.video_source import network_size, open_video
@@ -180,7 +181,7 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str) -> str:
     for path in (out.results, out.categories, out.tracks, out.overlay):
         if path:
             print(f"wrote {path}")
-    return out.results
+    return out
 
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
