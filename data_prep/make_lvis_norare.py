@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ov2seg_jax.atomic_file import atomic_write
 from ov2seg_jax.data.json_file import read_json
 
 
@@ -51,10 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    tmp = f"{dst}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_write(dst) as f:
         json.dump(out, f)
-    os.replace(tmp, dst)
     print(f"{dst}: {len(out['annotations'])} annotations kept, {removed} rare ones removed")
     return 0
 

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ov2seg_jax.atomic_file import atomic_write
 from ov2seg_jax.vocabulary.cache import save_array_atomic
 from ov2seg_jax.vocabulary.compositional import ENCODER_VERSION, encode_names
 
@@ -485,10 +486,8 @@ def _json_categories() -> list[dict]:
 
 
 def _write_json_atomic(path: str, data: object) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         json.dump(data, f, separators=(",", ":"))
-    os.replace(tmp, path)
 
 
 def write_split(out_root: str, split: str, spec: SyntheticSpec, seed: int) -> dict:

@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Sequence
 
+from ov2seg_jax.atomic_file import atomic_write
 from ov2seg_jax.inference.overlay import OVERLAY_FORMATS, write_overlay
 from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.inference.results import format_tracks, streamed_results, write_results
@@ -51,10 +52,8 @@ class PredictOutputs:
 
 
 def _write_text(path: str, text: str) -> str:
-    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         f.write(text)
-    os.replace(tmp, path)
     return path
 
 

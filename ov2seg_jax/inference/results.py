@@ -9,12 +9,12 @@ null and an empty mask alike).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import pycocotools.mask as mask_util
 
+from ov2seg_jax.atomic_file import atomic_write
 from ov2seg_jax.inference.predictor import VideoPrediction
 from ov2seg_jax.inference.streaming import StreamedPrediction
 
@@ -66,16 +66,8 @@ def streamed_results(
 
 def write_results(path: str, results: list[dict]) -> str:
     """Write ``results`` as JSON to ``path`` (temporary file + rename: never a partial file)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(results, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(path) as f:
+        json.dump(results, f)
     return path
 
 

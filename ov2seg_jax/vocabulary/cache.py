@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
+
+from ov2seg_jax.atomic_file import atomic_write
 
 CACHE_ENV_VAR = "OV2SEG_CACHE"
 _KEY_VERSION = 1
@@ -85,17 +86,8 @@ def load_cached(
 def save_array_atomic(path: str | os.PathLike[str], array: np.ndarray) -> str:
     """Write ``array`` as ``.npy`` to exactly ``path`` (tmp file in the same folder + rename)."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as stream:
+        np.save(stream, array, allow_pickle=False)
     return path
 
 
