@@ -119,7 +119,7 @@ class ExampleSource:
         factors = sampling.repeat_factors([r.categories for r in ds.records], repeat_threshold)
         self.stream = sampling.ExampleStream(factors, seed, shuffle)
         self.tally = tally
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}  # record index -> why it failed to load
         self._lock = threading.Lock()
 
     def record_index(self, position: int) -> int:
@@ -133,7 +133,8 @@ class ExampleSource:
             if attempt:
                 rng = np.random.default_rng([self.seed, position, attempt, 0xBAD])
                 index = int(rng.integers(len(self.ds.records)))
-            if index in self._bad:
+            if index in self._bad:  # failed before, maybe in another loading thread
+                errors.append(self._bad[index])
                 continue
             record = self.ds.records[index]
             rng = np.random.default_rng([self.seed, position, 1])
@@ -143,7 +144,7 @@ class ExampleSource:
             try:
                 return loader.load_example(record, frames, self.tally)
             except loader.ExampleError as e:
-                self._bad.add(index)
+                self._bad[index] = str(e)
                 self.tally.add(e.kind, str(e))
                 errors.append(str(e))
         raise RuntimeError(
