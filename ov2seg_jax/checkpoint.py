@@ -93,4 +93,4 @@ def load_model(directory: str, abstract_variables) -> dict:
 
 def load_classifier(directory: str) -> np.ndarray | None:
     path = os.path.join(directory, CLASSIFIER)
-    return np.load(path) if os.path.isfile(path) else None
+    return np.load(path, allow_pickle=False) if os.path.isfile(path) else None

@@ -42,7 +42,7 @@ def load_classifier(path: str, text_embed_dim: int) -> np.ndarray:
     """A (C, D) text classifier from a .npy file, checked against the model's text width."""
     path = resolve_data_path(path)
     try:
-        emb = np.load(path)
+        emb = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read classifier {path}: {e}") from e
     if emb.ndim != 2 or emb.shape[1] != text_embed_dim:

@@ -3,7 +3,9 @@
 * ``.pth``: ``torch.save`` of ``{'model': state_dict, ...}`` (detectron2's format) or of a bare
   state dict, loaded with ``weights_only=True``; needs the optional ``torch`` extra.
 * ``.pkl``: a pickled dict of numpy arrays, bare or under ``'model'`` (detectron2's model zoo
-  format, optionally with ``'__author__'`` / ``'matching_heuristics'`` metadata).
+  format, optionally with ``'__author__'`` / ``'matching_heuristics'`` metadata), read with the
+  restricted unpickler of :mod:`ov2seg_jax.convert.safe_pickle`: data only, any other global is
+  refused before it could run.
 
 Half-precision tensors are widened to float32; integer buffers keep their dtype.
 """
@@ -11,9 +13,10 @@ Half-precision tensors are widened to float32; integer buffers keep their dtype.
 from __future__ import annotations
 
 import os
-import pickle
 
 import numpy as np
+
+from ov2seg_jax.convert.safe_pickle import UnsafePickleError, load_pickle
 
 
 class CheckpointFormatError(ValueError):
@@ -66,11 +69,12 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         except Exception as e:
             raise CheckpointFormatError(f"{path}: torch.load failed: {e}") from e
     elif ext == ".pkl":
-        with open(path, "rb") as f:
-            try:
-                obj = pickle.load(f, encoding="latin1")
-            except Exception as e:
-                raise CheckpointFormatError(f"{path}: not a readable pickle: {e}") from e
+        try:
+            obj = load_pickle(path)
+        except UnsafePickleError as e:
+            raise CheckpointFormatError(str(e)) from e
+        except Exception as e:
+            raise CheckpointFormatError(f"{path}: not a readable pickle: {e}") from e
     else:
         raise CheckpointFormatError(f"{path}: unknown checkpoint extension {ext!r} (.pth or .pkl)")
     state = _state_dict_of(obj, path)

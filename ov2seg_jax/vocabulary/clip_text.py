@@ -10,7 +10,9 @@ The encoder is ``transformers.CLIPTextModelWithProjection`` with its tokenizer, 
 ``from_pretrained`` from a local directory (works offline) or a hub id (only where the machine can
 reach the hub or already has it in the hub cache). It runs on CPU in float32 under
 ``torch.inference_mode``. torch and transformers are imported lazily, so reading vocabularies and
-cached classifiers does not need them.
+cached classifiers does not need them. Loading reads data only: no repository code
+(``trust_remote_code=False``), weights from safetensors or else through torch's ``weights_only``
+loader.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +51,13 @@ def _looks_like_local_path(source: str) -> bool:
 
 def _load_failure(source: str, exc: BaseException | None = None) -> OSError:
     reason = f" ({type(exc).__name__}: {str(exc).strip().rstrip('.')})" if exc is not None else ""
+    refused = re.search(r"unsupported GLOBAL (\S+)", str(exc or ""))
+    if refused:  # torch's weights_only loader met code; its own text suggests turning it off
+        return OSError(
+            f"refused to load the CLIP text encoder from {source!r}: its torch weights file "
+            f"refers to {refused.group(1)}, not only tensors (loading it could run code); use "
+            "a safetensors or plain-tensor checkpoint"
+        )
     return OSError(
         f"could not load the CLIP text encoder from {source!r}{reason}. It must be a local "
         "directory holding a transformers CLIP checkpoint (config.json, weights and tokenizer "
@@ -134,8 +144,10 @@ class ClipTextEncoder:
 
         verbosity = transformers.logging.get_verbosity()
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(target)
-            config = transformers.AutoConfig.from_pretrained(target)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                target, trust_remote_code=False
+            )
+            config = transformers.AutoConfig.from_pretrained(target, trust_remote_code=False)
             if isinstance(config, transformers.CLIPConfig):
                 # A full CLIPModel checkpoint: its projection width lives on the outer config.
                 text_config = config.text_config
@@ -145,7 +157,12 @@ class ClipTextEncoder:
             # it quiet and check the text weights ourselves below.
             transformers.logging.set_verbosity_error()
             model, info = transformers.CLIPTextModelWithProjection.from_pretrained(
-                target, config=config, dtype=torch.float32, output_loading_info=True
+                target,
+                config=config,
+                dtype=torch.float32,
+                output_loading_info=True,
+                weights_only=True,
+                trust_remote_code=False,
             )
         except Exception as exc:  # transformers raises many types; report them all the same way
             raise _load_failure(source, exc) from exc
