@@ -1,7 +1,8 @@
 """The one entry point: ``python -m ov2seg_jax.main --config configs/X.py --workdir DIR --mode M``.
 
-Flags only: the work is done by one function per mode, ``MODES[mode](config, workdir)``. Any
-config field can be overridden with ``--config.a.b=value``.
+Flags only: the work is done by one function per mode, ``MODES[mode](config, workdir)``: the
+modes of :mod:`ov2seg_jax.modes` and ``all``, which runs several of them
+(:mod:`ov2seg_jax.end_to_end`). Any config field can be overridden with ``--config.a.b=value``.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ov2seg_jax import modes
+from ov2seg_jax.end_to_end import run_end_to_end
+
+MODES = {**modes.MODES, "all": run_end_to_end}
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
 _MODE = flags.DEFINE_enum(
-    "mode", None, sorted(modes.MODES), "What to run (default: the config's default_mode)."
+    "mode", None, sorted(MODES), "What to run (default: the config's default_mode)."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -35,7 +39,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
-        modes.MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
+        MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
     except modes.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -1,6 +1,8 @@
 """One function per ``--mode`` of the entry point, each ``fn(config, workdir)``.
 
-Adding a mode is adding a function here and an entry in :data:`MODES`.
+Adding a mode is adding a function here and an entry in :data:`MODES`. ``--mode all``
+(:mod:`ov2seg_jax.end_to_end`) is built from these functions, so the entry point adds it to the
+table, and imports run one way: ``main`` -> ``end_to_end`` -> ``modes``.
 """
 
 from __future__ import annotations
@@ -255,13 +257,6 @@ def run_train(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(str(e)) from e
 
 
-def run_all(config: ml_collections.ConfigDict, workdir: str):
-    """Data (synthetic, if configured) -> train -> evaluate -> predict -> plot."""
-    from ov2seg_jax.end_to_end import run_end_to_end
-
-    return run_end_to_end(config, workdir)
-
-
 def expand_workdir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
     """A copy of ``config`` with ``{workdir}`` in every string replaced by ``workdir``."""
     config = config.copy_and_resolve_references()
@@ -282,5 +277,4 @@ MODES: dict[str, Callable[[ml_collections.ConfigDict, str], object]] = {
     "predict": run_predict,
     "evaluate": run_evaluate,
     "train": run_train,
-    "all": run_all,
 }
