@@ -7,7 +7,9 @@ Layout of a model directory::
     DIR/classifier.npy    (C, D) text embeddings that came with the checkpoint (optional)
 
 Restoring goes against ``jax.eval_shape`` targets built from the config, so a checkpoint of
-another architecture fails with a list of what differs instead of a deep Orbax error.
+another architecture fails with a list of what differs instead of a deep Orbax error. A damaged
+or incomplete directory (a file missing or cut short by an interrupted copy) fails with one line
+naming the directory and the entry that failed (:class:`CheckpointDamagedError`).
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ov2seg_jax.checkpoint_damage import CheckpointDamagedError, check_item, reading
 from ov2seg_jax.convert.converter import flatten_paths
 
 VARIABLES = "variables"
 MODEL_CONFIG = "model_config.json"
 CLASSIFIER = "classifier.npy"
+_ADVICE = "convert the checkpoint again (--mode convert) or copy the directory again"
+
+__all__ = ["CheckpointDamagedError", "CheckpointMismatchError"]
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,21 +62,26 @@ def load_model_config(directory: str) -> ml_collections.ConfigDict:
             f"{path} not found: {directory} is not a model directory "
             "written by --mode convert (or training)"
         )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except (OSError, ValueError) as e:
+        raise CheckpointDamagedError(
+            os.path.abspath(directory), MODEL_CONFIG, f"unreadable ({e})", _ADVICE
+        ) from e
 
 
 def load_model(directory: str, abstract_variables) -> dict:
     """Restore the variables of ``directory`` onto the shapes of ``abstract_variables``."""
     directory = os.path.abspath(directory)
     path = os.path.join(directory, VARIABLES)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"no Orbax variables at {path}")
+    check_item(directory, path, _ADVICE)
     with ocp.StandardCheckpointer() as ckptr:
-        stored = ckptr.metadata(path)
-        stored_tree = getattr(stored, "item_metadata", stored)
+        with reading(directory, path, _ADVICE):
+            stored = ckptr.metadata(path)
+            stored_tree = dict(getattr(stored, "item_metadata", stored))
         want = {k: tuple(v.shape) for k, v in flatten_paths(abstract_variables).items()}
-        have = {k: tuple(v.shape) for k, v in flatten_paths(dict(stored_tree)).items()}
+        have = {k: tuple(v.shape) for k, v in flatten_paths(stored_tree).items()}
         problems = [f"missing in checkpoint: {k}" for k in sorted(set(want) - set(have))]
         problems += [f"not in model: {k}" for k in sorted(set(have) - set(want))]
         problems += [
@@ -83,14 +94,23 @@ def load_model(directory: str, abstract_variables) -> dict:
             raise CheckpointMismatchError(
                 f"{path} does not fit this config's model ({len(problems)} differences):\n  {shown}"
             )
-        return ckptr.restore(
-            path,
-            jax.tree_util.tree_map(
-                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_variables
-            ),
-        )
+        with reading(directory, path, _ADVICE):
+            return ckptr.restore(
+                path,
+                jax.tree_util.tree_map(
+                    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), abstract_variables
+                ),
+            )
 
 
 def load_classifier(directory: str) -> np.ndarray | None:
+    """The classifier saved with the model (None if it came without one)."""
     path = os.path.join(directory, CLASSIFIER)
-    return np.load(path, allow_pickle=False) if os.path.isfile(path) else None
+    if not os.path.isfile(path):
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CheckpointDamagedError(
+            os.path.abspath(directory), CLASSIFIER, f"unreadable ({e})", _ADVICE
+        ) from e

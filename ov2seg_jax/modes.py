@@ -88,10 +88,18 @@ def load_predictor(
     if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
     elif classifier is None:
-        classifier = checkpoint.load_classifier(model_dir(config, workdir))
+        classifier = _saved_classifier(config, workdir)
         if classifier is None:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
     return VideoPredictor.from_config(model_cfg, variables, classifier, config.inference)
+
+
+def _saved_classifier(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray | None:
+    """The classifier saved in the model directory (None: none was saved)."""
+    try:
+        return checkpoint.load_classifier(model_dir(config, workdir))
+    except checkpoint.CheckpointDamagedError as e:
+        raise UserError(str(e)) from e
 
 
 def _load_model_dir(config: ml_collections.ConfigDict, workdir: str):
@@ -100,6 +108,8 @@ def _load_model_dir(config: ml_collections.ConfigDict, workdir: str):
     try:
         model_cfg = checkpoint.load_model_config(mdir)
         variables = checkpoint.load_model(mdir, abstract_variables(model_cfg))
+    except checkpoint.CheckpointDamagedError as e:
+        raise UserError(str(e)) from e
     except (FileNotFoundError, checkpoint.CheckpointMismatchError) as e:
         raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
     return model_cfg, variables
@@ -116,7 +126,7 @@ def _predict_vocabulary(
     if not spec and config.classifier.path:
         spec = resolve_data_path(config.classifier.path)
     if not spec:
-        saved = checkpoint.load_classifier(model_dir(config, workdir))
+        saved = _saved_classifier(config, workdir)
         if saved is None:
             raise UserError(
                 'no vocabulary: set --config.predict.vocabulary (e.g. "cat,dog", names.txt, '
@@ -159,6 +169,8 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(f"{pc.input}: {e}") from e
     try:
         model_cfg = checkpoint.load_model_config(model_dir(config, workdir))
+    except checkpoint.CheckpointDamagedError as e:
+        raise UserError(str(e)) from e
     except FileNotFoundError as e:
         raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
     names, classifier = _predict_vocabulary(config, workdir, model_cfg.decoder.text_embed_dim)

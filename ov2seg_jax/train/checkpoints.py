@@ -6,17 +6,29 @@ i.e. how many per-host batches the input pipeline has yielded, and the global ba
 input pipeline is a pure function of (seed, position), so restoring both continues a run exactly
 where it stopped. Saves are asynchronous; the manager keeps the last ``keep`` steps and, when a
 ``best_metric`` is given, also the best one by that metric.
+
+Resume order: the newest step that reads back whole. A damaged or incomplete step (a file
+missing or cut short, e.g. by a crash during a copy) is reported in one line, moved to
+``damaged_checkpoints/`` beside the checkpoint folder (kept for inspection, and out of the way of
+the step numbers the run will save again), and the previous step is restored instead. When no
+step reads back, the run stops with one line naming the newest one.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from ov2seg_jax.checkpoint_damage import CheckpointDamagedError, check_item, reading
 from ov2seg_jax.train.state import TrainState
+
+DAMAGED = "damaged_checkpoints"
+_ADVICE = "resume from the previous training checkpoint"
 
 
 def make_manager(
@@ -68,18 +80,73 @@ def save(
 def restore_latest(
     manager: ocp.CheckpointManager, abstract_state: TrainState
 ) -> tuple[TrainState, dict[str, Any]] | None:
-    """The newest saved (state, meta), laid out as ``abstract_state`` says; None if none saved.
+    """The newest readable saved (state, meta), laid out as ``abstract_state`` says; None if
+    none saved. Damaged newer steps are moved aside, saying so (see the module docstring).
 
     ``abstract_state`` is a pytree of ``jax.ShapeDtypeStruct`` with shardings, so the restored
     arrays land directly on the right devices.
     """
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return None
-    restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
-        ),
+    damaged: list[int] = []
+    for step in steps:
+        try:
+            restored = restore_step(manager, step, abstract_state)
+        except CheckpointDamagedError as e:
+            print(
+                f"training checkpoint {e.directory} is damaged or incomplete: {e.entry}: {e.reason}"
+            )
+            damaged.append(step)
+            continue
+        if damaged:
+            for bad in damaged:
+                moved = _move_aside(manager, bad)
+                print(f"moved the damaged training checkpoint of step {bad} to {moved}")
+            manager.reload()
+            print(f"resuming from the previous training checkpoint, step {step}")
+        return restored
+    newest = os.path.join(os.fspath(manager.directory), str(steps[0]))
+    raise CheckpointDamagedError(
+        newest,
+        "every saved step",
+        f"none of steps {', '.join(map(str, steps))} reads back whole",
+        f"move {os.fspath(manager.directory)} aside to train from the start",
     )
+
+
+def restore_step(
+    manager: ocp.CheckpointManager, step: int, abstract_state: TrainState
+) -> tuple[TrainState, dict[str, Any]]:
+    """(state, meta) of ``step``; :class:`CheckpointDamagedError` if its folder is damaged."""
+    step_dir = os.path.join(os.fspath(manager.directory), str(step))
+    check_item(step_dir, os.path.join(step_dir, "state"), _ADVICE)
+    meta_file = os.path.join(step_dir, "meta", "metadata")
+    try:
+        with open(meta_file, encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError) as e:
+        reason = "missing" if isinstance(e, FileNotFoundError) else f"unreadable ({e})"
+        raise CheckpointDamagedError(step_dir, "meta/metadata", reason, _ADVICE) from e
+    with reading(step_dir, os.path.join(step_dir, "state"), _ADVICE):
+        restored = manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
+        )
     return restored["state"], dict(restored["meta"])
+
+
+def _move_aside(manager: ocp.CheckpointManager, step: int) -> str:
+    """Move step ``step``'s folder to ``damaged_checkpoints/`` beside the checkpoint folder."""
+    root = os.fspath(manager.directory)
+    target = os.path.join(os.path.dirname(root), DAMAGED, str(step))
+    n = 0
+    while os.path.exists(target):
+        n += 1
+        target = os.path.join(os.path.dirname(root), DAMAGED, f"{step}.{n}")
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(os.path.join(root, str(step)), target)
+    return target
