@@ -34,6 +34,51 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+def place_labels(
+    boxes: Sequence[tuple[int, int, int, int]],
+    sizes: Sequence[tuple[int, int]],
+    frame_size: tuple[int, int],
+) -> list[tuple[int, int]]:
+    """Top-left corners for label boxes, inside the frame and apart from each other.
+
+    Args:
+        boxes: (x0, y0, x1, y1) inclusive pixel box of each instance's mask, in priority order
+            (the first label gets the best place).
+        sizes: (width, height) in pixels of each label box.
+        frame_size: (height, width).
+
+    Each label prefers its mask's top-left corner; failing that (another label is there), its
+    box's right-aligned corner, then rows below and above, one label height at a time. Every
+    candidate is shifted into the frame first, so a label is never cut by the border (unless it
+    is wider or taller than the frame). Where every candidate overlaps, the first one is kept.
+    """
+    height, width = frame_size
+    placed: list[tuple[int, int, int, int]] = []
+    corners = []
+    for (x0, y0, x1, _), (w, h) in zip(boxes, sizes, strict=True):
+        rows = [y0]
+        for k in range(1, 9):
+            rows += [y0 + k * h, y0 - k * h]
+        candidates = []
+        for y in rows:
+            for x in (x0, x1 - w + 1):
+                c = (max(0, min(x, width - w)), max(0, min(y, height - h)))
+                if c not in candidates:
+                    candidates.append(c)
+        free = (
+            c
+            for c in candidates
+            if all(
+                c[0] + w <= px or px + pw <= c[0] or c[1] + h <= py or py + ph <= c[1]
+                for px, py, pw, ph in placed
+            )
+        )
+        x, y = next(free, candidates[0])
+        placed.append((x, y, w, h))
+        corners.append((x, y))
+    return corners
+
+
 def render_frame(
     frame: np.ndarray,
     masks: np.ndarray,
@@ -41,11 +86,12 @@ def render_frame(
     captions: Sequence[str],
     alpha: float = DEFAULT_ALPHA,
 ) -> np.ndarray:
-    """Blend ``masks`` over ``frame`` and write each caption at its mask's top-left corner.
+    """Blend ``masks`` over ``frame`` and label each with its caption (see :func:`place_labels`).
 
     Args:
         frame: (H, W, 3) uint8 RGB.
-        masks: (N, H, W) bool, one per drawn instance (empty masks are skipped).
+        masks: (N, H, W) bool, one per drawn instance (empty masks are skipped), least important
+            first: later masks and labels are drawn on top, and later labels are placed first.
         track_ids: (N,) ids choosing the colours.
         captions: (N,) texts, e.g. ``"3 cat 0.87"``.
         alpha: mask opacity in [0, 1].
@@ -65,17 +111,19 @@ def render_frame(
     image = Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    for mask, tid, text in zip(masks, track_ids, captions, strict=True):
-        if not mask.any():
-            continue
-        ys, xs = np.nonzero(mask)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        # At the mask's top-left corner, moved inside the frame where the caption would leave it.
-        x = max(0, min(int(xs.min()), frame.shape[1] - (right - left) - 2))
-        y = max(0, min(int(ys.min()), frame.shape[0] - (bottom - top) - 2))
-        left, top, right, bottom = draw.textbbox((x, y), text, font=font)
-        draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=track_colour(int(tid)))
-        draw.text((x, y), text, fill=(0, 0, 0), font=font)
+    drawn = [i for i, mask in enumerate(masks) if mask.any()][::-1]  # most important first
+    boxes, sizes, ink = [], [], []
+    for i in drawn:
+        ys, xs = np.nonzero(masks[i])
+        boxes.append((int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())))
+        left, top, right, bottom = draw.textbbox((0, 0), captions[i], font=font)
+        ink.append((left, top))
+        sizes.append((right - left + 2, bottom - top + 2))  # a 1-pixel margin around the text
+    corners = place_labels(boxes, sizes, frame.shape[:2])
+    for k in reversed(range(len(drawn))):  # the most important label is drawn last, on top
+        (x, y), (w, h), (left, top) = corners[k], sizes[k], ink[k]
+        draw.rectangle((x, y, x + w - 1, y + h - 1), fill=track_colour(int(track_ids[drawn[k]])))
+        draw.text((x + 1 - left, y + 1 - top), captions[drawn[k]], fill=(0, 0, 0), font=font)
     return np.asarray(image)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ov2seg_jax.inference.overlay import (
     overlay_frames,
+    place_labels,
     render_frame,
     track_colour,
     upscale_factor,
@@ -89,3 +90,63 @@ def test_write_overlay_threshold_and_bad_format(tmp_path):
     with pytest.raises(ValueError, match="no frames"):
         write_overlay(iter(()), pred, ["cat", "dog"], str(tmp_path / "none.mp4"))
     assert not os.path.exists(tmp_path / "none.mp4")
+
+
+def test_place_labels_values():
+    """Inside the frame, the first label at its preferred corner, the next one moved off it."""
+    frame = (60, 100)
+    corner = (90, 50, 99, 59)  # a mask touching the right and bottom edges
+    assert place_labels([corner], [(30, 10)], frame) == [(70, 50)]
+    # A second label on the same box: the corner is taken, so one label height up.
+    assert place_labels([corner, corner], [(30, 10), (30, 10)], frame) == [(70, 50), (70, 40)]
+    # Two boxes with the same top-left corner: the second goes right-aligned in its box.
+    boxes = [(10, 10, 80, 40), (10, 10, 80, 30)]
+    assert place_labels(boxes, [(30, 10), (30, 10)], frame) == [(10, 10), (51, 10)]
+    # A label wider than the frame starts at its left edge.
+    assert place_labels([(5, 5, 9, 9)], [(120, 10)], frame) == [(0, 5)]
+
+
+def _label_patches(out: np.ndarray, ids) -> dict[int, np.ndarray]:
+    """Each track's label as drawn: the crop of the bounding box of its colour's pixels."""
+    patches = {}
+    for tid in ids:
+        ys, xs = np.nonzero(np.all(out == track_colour(tid), axis=-1))
+        patches[tid] = out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return patches
+
+
+def _reference_label(caption: str, tid: int) -> np.ndarray:
+    """The label drawn far from every edge and every other label."""
+    frame = np.full((80, 240, 3), 100, np.uint8)
+    mask = np.zeros((1, 80, 240), bool)
+    mask[0, 30:40, 60:70] = True
+    return _label_patches(render_frame(frame, mask, [tid], [caption], alpha=0.0), [tid])[tid]
+
+
+def test_a_label_at_the_right_and_bottom_edges_is_drawn_whole():
+    frame = np.full((60, 160, 3), 100, np.uint8)
+    masks = np.zeros((1, 60, 160), bool)
+    masks[0, 50:60, 148:160] = True  # touches the right and the bottom edge
+    out = render_frame(frame, masks, [2], ["2 skateboard 0.87"], alpha=0.0)
+    want = _reference_label("2 skateboard 0.87", 2)
+    got = _label_patches(out, [2])[2]
+    np.testing.assert_array_equal(got, want)  # every pixel of the label, text included
+    assert (want.astype(int).sum(-1) < 200).sum() > 20  # the text (anti-aliased ink) is in it
+    ys, xs = np.nonzero(np.all(out == track_colour(2), axis=-1))
+    assert xs.max() == 159 and ys.max() == 59  # pushed against the corner, not cut by it
+
+
+def test_labels_do_not_hide_each_other():
+    frame = np.full((90, 200, 3), 100, np.uint8)
+    masks = np.zeros((3, 90, 200), bool)
+    masks[0, 10:50, 10:150] = True  # three tracks whose masks share their top-left corner
+    masks[1, 10:40, 10:120] = True
+    masks[2, 10:30, 10:100] = True
+    captions = ["0 person 0.30", "1 dog 0.60", "2 skateboard 0.90"]
+    out = render_frame(frame, masks, [0, 1, 2], captions, alpha=0.0)
+    patches = _label_patches(out, [0, 1, 2])
+    for tid, caption in enumerate(captions):
+        np.testing.assert_array_equal(patches[tid], _reference_label(caption, tid), err_msg=caption)
+    # The most confident track keeps the mask's corner.
+    ys, xs = np.nonzero(np.all(out == track_colour(2), axis=-1))
+    assert (xs.min(), ys.min()) == (10, 10)
