@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ov2seg_jax.atomic_file import atomic_write
 from ov2seg_jax.checkpoint_damage import CheckpointDamagedError, check_item, reading
 from ov2seg_jax.convert.converter import flatten_paths
 
@@ -48,10 +49,11 @@ def save_model(
     os.makedirs(directory, exist_ok=True)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, VARIABLES), variables, force=True)
-    with open(os.path.join(directory, MODEL_CONFIG), "w") as f:
+    with atomic_write(os.path.join(directory, MODEL_CONFIG)) as f:
         f.write(model_cfg.to_json(indent=2))
     if classifier is not None:
-        np.save(os.path.join(directory, CLASSIFIER), np.asarray(classifier, np.float32))
+        with atomic_write(os.path.join(directory, CLASSIFIER), "wb") as f:
+            np.save(f, np.asarray(classifier, np.float32), allow_pickle=False)
     return directory
 
 
