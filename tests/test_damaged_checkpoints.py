@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -40,6 +41,8 @@ def _damage(src: str, dst: str, how: str) -> str:
     if how == "truncated data file":
         with open(_largest_data_file(variables), "r+b") as f:
             f.truncate(100)
+    elif how == "missing data file":
+        os.remove(_largest_data_file(variables))
     elif how == "missing index file":
         os.remove(glob.glob(os.path.join(variables, "d", "*"))[0])
     elif how == "missing metadata":
@@ -51,7 +54,8 @@ def _damage(src: str, dst: str, how: str) -> str:
 
 # (damage, the entry the line names, its reason)
 CASES = {
-    "truncated data file": (r"params\.\S+kernel|(params|frozen)\.\S+", r"cut short"),
+    "truncated data file": (r"(params|frozen)\.\S+", r"a file of its data is cut short"),
+    "missing data file": (r"(params|frozen)\.\S+", r"its data cannot be read"),
     "missing index file": (r"variables/d/[0-9a-f]+", r"the index file is missing"),
     "missing metadata": (r"variables/_METADATA", r"missing"),
     "missing variables": (r"variables", r"missing"),
@@ -69,7 +73,7 @@ def _expect_line(message: str, directory: str, how: str) -> None:
     assert message.startswith(f"{directory} is damaged or incomplete: "), message
     assert message.endswith(ADVICE), message
     body = message[len(f"{directory} is damaged or incomplete: ") : -len(ADVICE)]
-    assert __import__("re").fullmatch(rf"({entry}): .*{reason}.*; ", body), body
+    assert re.fullmatch(rf"({entry}): .*{reason}.*; ", body), body
 
 
 def _frames(folder) -> str:
