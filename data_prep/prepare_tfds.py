@@ -21,8 +21,6 @@ missing file or folder is reported in one line naming it (exit status 2).
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -49,47 +47,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def folder_size(path: str) -> int:
-    """Bytes of the files under ``path``."""
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
-def prepare(
-    dataset: str, manual_dir: str, data_dir: str, file_format: str, overwrite: bool = False
-):
-    """Prepare ``dataset``; returns its builder. Raises LayoutError/ValueError naming the fault."""
-    import tensorflow_datasets as tfds
-
-    from ov2seg_jax.data.tfds import BUILDERS
-    from ov2seg_jax.data.tfds.builder import check_layout
-
-    if dataset not in BUILDERS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(BUILDERS))}")
-    cls = BUILDERS[dataset]
-    if manual_dir and dataset != "ov2seg_synthetic":
-        check_layout(os.path.abspath(manual_dir), cls.LAYOUT, dataset)
-    elif not manual_dir and dataset != "ov2seg_synthetic":
-        raise ValueError(f"{dataset} needs --manual-dir (its folder in the original's layout)")
-    builder = cls(data_dir=data_dir or None, file_format=file_format)
-    if overwrite and builder.is_prepared():
-        shutil.rmtree(builder.data_dir)
-        builder = cls(data_dir=data_dir or None, file_format=file_format)
-    tfds.display_progress_bar(True)
-    config = tfds.download.DownloadConfig(
-        manual_dir=os.path.abspath(manual_dir) if manual_dir else None
-    )
-    builder.download_and_prepare(download_config=config)
-    return builder
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from ov2seg_jax.data.tfds.builder import LayoutError
+    from ov2seg_jax.data.tfds.prepare import folder_size, prepare
 
     start = time.perf_counter()
     try:
         builder = prepare(
-            args.dataset, args.manual_dir, args.data_dir, args.file_format, args.overwrite
+            args.dataset,
+            args.manual_dir,
+            args.data_dir,
+            file_format=args.file_format,
+            overwrite=args.overwrite,
         )
     except (LayoutError, FileNotFoundError, ValueError) as e:
         print(f"prepare_tfds: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
