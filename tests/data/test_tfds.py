@@ -326,3 +326,19 @@ def test_tfds_build_command(prepared, tmp_path):
     a = registry.load_dataset("tfds:ov2seg_synthetic:val", str(tmp_path))
     b = registry.load_dataset("lvvis_format", prepared["synthetic"], "val")
     assert [r.instances for r in a.records] == [r.instances for r in b.records]  # all RLE
+
+
+def test_synthetic_set_is_prepared_again_for_another_build(prepared, tmp_path):
+    import dataclasses
+
+    data_dir = str(tmp_path / "tfds")
+    first = prepare("ov2seg_synthetic", prepared["synthetic"], data_dir)
+    assert first.info.splits["val"].num_examples == SYNTH.num_val_videos
+    spec = dataclasses.replace(SYNTH, num_val_videos=1)
+    other = syn.build_synthetic_dataset(tmp_path / "other", spec, seed=2)["root"]
+    again = prepare("ov2seg_synthetic", other, data_dir)
+    assert again.info.splits["val"].num_examples == 1
+    assert again.info.metadata["manifest"]["spec"]["num_val_videos"] == 1
+    kept = prepare("ov2seg_synthetic", other, data_dir)  # same build: nothing rewritten
+    assert kept.info.metadata["manifest"] == again.info.metadata["manifest"]
+    assert len(registry.load_dataset("tfds:ov2seg_synthetic:val", data_dir).records) == 1
