@@ -287,8 +287,12 @@ def test_missing_file_wrong_layout_and_missing_split_are_one_line(prepared, tmp_
     assert "is missing or empty" in err
     err = _cli_error(capsys, ["--dataset", "coco", "--manual-dir", str(broken)])
     assert "unknown dataset 'coco'" in err
-    # A split that does not exist, a dataset not prepared there, a name that is not one.
+    # A split that does not exist, a dataset not prepared there, a name that is not one, files
+    # without random access.
+    tfrecord = str(tmp_path / "tfrecord")
+    prepare("ov2seg_synthetic", prepared["synthetic"], tfrecord, file_format="tfrecord")
     for name, data_dir, message in [
+        ("tfds:ov2seg_synthetic:val", tfrecord, "prepared as tfrecord"),
         ("tfds:lvvis:valid", prepared["data_dir"], "no split 'valid' (has: test, train, val)"),
         ("tfds:ovis:train", str(tmp_path / "empty"), "not prepared in"),
         ("tfds:nope:train", prepared["data_dir"], "no such TFDS dataset"),

@@ -85,7 +85,9 @@ class VideoFolderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     DESCRIPTION = ""
 
     def __init__(self, *, file_format=None, **kwargs):
-        super().__init__(file_format=file_format or DEFAULT_FILE_FORMAT, **kwargs)
+        super().__init__(file_format=file_format, **kwargs)
+        if file_format is None and not self.is_prepared():  # new files: ArrayRecord by default
+            self.info.set_file_format(DEFAULT_FILE_FORMAT, override=True)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(

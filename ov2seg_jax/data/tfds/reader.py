@@ -2,8 +2,8 @@
 
 A dataset is named ``tfds:<name>[/<config>]:<split>`` (``split`` may use TFDS's slicing,
 ``val[:8]``); ``data_dir`` is where it was prepared ("" : TFDS's default, ``$TFDS_DATA_DIR`` or
-``~/tensorflow_datasets``). The split is opened as a random-access ``data_source`` (ArrayRecord;
-a TFRecord-prepared split is read through the same API where TFDS allows it), its records are
+``~/tensorflow_datasets``). The split is opened as a random-access ``data_source``, which needs
+ArrayRecord files (a split prepared as TFRecord is refused with a one-line error), its records are
 read once (frames left encoded) and turned back into the YouTube-VIS-format json
 (:func:`~ov2seg_jax.data.tfds.features.to_annotation_json`), which the folder readers parse as
 usual. Frames are then fetched by record index through
@@ -176,6 +176,13 @@ def _open(spec: TfdsName, data_dir: str, stamp: float) -> OpenSplit:
     if spec.base_split not in splits:
         raise TfdsInputError(
             f"{spec}: no split '{spec.base_split}' (has: {', '.join(sorted(splits))})"
+        )
+    file_format = builder.info.file_format
+    if file_format is None or file_format.value != "array_record":
+        raise TfdsInputError(
+            f"{spec}: prepared as {file_format.value if file_format else 'unknown format'} in "
+            f"{builder.data_dir}, but reading needs ArrayRecord (random access); prepare it again "
+            "with --file-format array_record"
         )
     try:
         source = builder.as_data_source(spec.split, decoders={"frames": KeepEncoded()})
