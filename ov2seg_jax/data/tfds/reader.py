@@ -205,9 +205,8 @@ def open_split(dataset: str | TfdsName, data_dir: str) -> OpenSplit:
     """Open a prepared split (cached per process; re-opened when it is prepared again)."""
     spec = parse(dataset) if isinstance(dataset, str) else dataset
     data_dir = os.path.abspath(os.path.expanduser(data_dir)) if data_dir else ""
-    root = os.path.join(
-        data_dir or os.path.expanduser("~/tensorflow_datasets"), *spec.name.split("/")
-    )
+    default = os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    root = os.path.join(data_dir or os.path.expanduser(default), *spec.name.split("/"))
     stamp = max((os.path.getmtime(d) for d, _, _ in os.walk(root)), default=-1.0)
     return _open(spec, data_dir, stamp)
 
