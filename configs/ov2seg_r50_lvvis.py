@@ -172,8 +172,12 @@ def get_config() -> ConfigDict:
     # --mode evaluate: a YouTube-VIS-format split (the original's layout); results, the per-video
     # cache that makes it resumable and the AP table go to WORKDIR/evaluate. semantics: "lvvis"
     # (the official LV-VIS evaluator) or "ytvis" (YouTube-VIS / OVIS). max_videos=0: all.
+    # dataset: "" reads dataset_json + image_root; "tfds:<name>[/<config>]:<split>" reads a split
+    # prepared by data_prep.prepare_tfds from the TFDS data dir root ("": TFDS's default).
     c.evaluate = ConfigDict(
         dict(
+            dataset="",
+            root="",
             dataset_json="datasets/LVVIS/val/val_instances.json",
             image_root="datasets/LVVIS/val/JPEGImages",
             semantics="lvvis",
@@ -184,6 +188,7 @@ def get_config() -> ConfigDict:
     # recipe. dataset: a registered name (lvis_v1_train_norare, lvvis_train, ytvis_2019_train, ...:
     # ov2seg_jax/data/registry.py) or "lvvis_format" for any folder in the LV-VIS layout (the
     # built-in synthetic set), read from root/<split>; base_only drops novel-category annotations.
+    # "tfds:<name>[/<config>]:<split>" reads a prepared TFDS split, root being the TFDS data dir.
     # Large-scale jitter: scale U(min_scale, max_scale) of image_size, crop/pad to image_size
     # (pad value 128), horizontal flip if random_flip. max_instances: instances per example kept
     # (the rest counted as truncated). repeat_factor_threshold: repeat-factor sampling (0: off).

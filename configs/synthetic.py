@@ -2,7 +2,8 @@
 
   python -m ov2seg_jax.main --config configs/synthetic.py --workdir runs/synthetic
 
-runs ``--mode all``: build the synthetic dataset into WORKDIR/data (if absent) -> train on its base
+runs ``--mode all``: build the synthetic dataset into WORKDIR/data (if absent) and prepare it as the
+TFDS dataset ``ov2seg_synthetic`` (ArrayRecord) in WORKDIR/tfds -> train on its base
 categories -> evaluate video AP (all / base / novel) on the held-out videos -> predict one held-out
 video with the full vocabulary (novel names included) -> overlay GIF, results JSON and a plot of
 the loss and AP. Running it again resumes. ``{workdir}`` in any path below is replaced by the
@@ -23,6 +24,7 @@ from ml_collections import ConfigDict
 from configs import ov2seg_r50_lvvis
 
 DATA = "{workdir}/data"
+TFDS = "{workdir}/tfds"
 
 
 def get_config() -> ConfigDict:
@@ -39,12 +41,16 @@ def get_config() -> ConfigDict:
     dec.text_embed_dim = 512
     c.model.num_classes = 64
 
-    # The synthetic dataset (ov2seg_jax/data/synthetic.py): built by --mode all when absent.
-    c.synthetic = ConfigDict(dict(root=DATA, seed=0, num_train_videos=300, num_val_videos=48))
+    # The synthetic dataset (ov2seg_jax/data/synthetic/): built by --mode all when absent, then
+    # prepared as the TFDS dataset ov2seg_synthetic in tfds_data_dir, which training and
+    # evaluation read.
+    c.synthetic = ConfigDict(
+        dict(root=DATA, seed=0, num_train_videos=300, num_val_videos=48, tfds_data_dir=TFDS)
+    )
     c.classifier.path = DATA + "/text_classifier.npy"
 
-    c.data.dataset = "lvvis_format"
-    c.data.root = DATA
+    c.data.dataset = "tfds:ov2seg_synthetic:train"
+    c.data.root = TFDS
     c.data.split = "train"
     c.data.base_only = True
     c.data.image_size = 128
@@ -79,6 +85,9 @@ def get_config() -> ConfigDict:
     c.inference.max_size_test = 128
     c.inference.matmul_precision = "default"
 
+    c.evaluate.dataset = "tfds:ov2seg_synthetic:val"
+    c.evaluate.root = TFDS
+    # The same split as files: the first video's frame folder is the predict stage's input.
     c.evaluate.dataset_json = DATA + "/val/val_instances.json"
     c.evaluate.image_root = DATA + "/val/JPEGImages"
     c.evaluate.semantics = "lvvis"

@@ -194,6 +194,12 @@ def write_video_layout(
                     "video_id": v + 1,
                     "category_id": cats[(v + j) % num_categories]["id"],
                     "segmentations": segs,
+                    "areas": [
+                        (boxes[j][2] - boxes[j][0]) * (boxes[j][3] - boxes[j][1])
+                        if j < count
+                        else None
+                        for boxes, count in per_frame
+                    ],
                     "iscrowd": 0,
                 }
             )

@@ -5,6 +5,7 @@ Examples::
     python -m data_prep.verify_dataset --dataset lvvis_train --root datasets
     python -m data_prep.verify_dataset --dataset lvis_v1_train_norare --root datasets --max-records 500
     python -m data_prep.verify_dataset --dataset lvvis_format --root datasets/synthetic --split val
+    python -m data_prep.verify_dataset --dataset tfds:lvvis:train --root tfds
 
 Prints where the files are looked for, the counts (records, frames, instances, categories by
 partition) and every kind of problem with its count: problems in the json (unknown categories,
@@ -12,11 +13,15 @@ empty videos, malformed entries) and, unless ``--no-files``, in the files (missi
 undecodable JPEGs, frames of another size than annotated, undecodable segmentations), which the
 training pipeline would skip with a warning. Exits with status 1 when any file problem is found.
 
-The pipeline reads the image folders and jsons directly; there is no conversion to TFRecords. The
-layouts are what users of the original already have, a conversion would duplicate LVIS/COCO on
-disk and go stale when a json changes, and parallel JPEG reads keep up with a training step on
-local disks (``scripts/bench_data.py`` measures it). The only converter,
-:mod:`data_prep.make_lvis_norare`, writes the one json the original expects that LVIS does not ship.
+A ``tfds:<name>[/<config>]:<split>`` dataset (prepared by :mod:`data_prep.prepare_tfds`, read
+from the TFDS data dir ``--root``) is checked the same way: its records are rebuilt from the
+stored split and every stored frame and mask is decoded.
+
+The pipeline reads the image folders and jsons directly, or a prepared TFDS split; the folders
+need no conversion (a conversion would duplicate LVIS/COCO on disk and go stale when a json
+changes, and parallel JPEG reads keep up with a training step on local disks:
+``scripts/bench_data.py`` measures it). :mod:`data_prep.make_lvis_norare` writes the one json the
+original expects that LVIS does not ship.
 """
 
 from __future__ import annotations
@@ -39,8 +44,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m data_prep.verify_dataset",
         description="Count the records of a dataset and list its problems.",
     )
-    parser.add_argument("--dataset", required=True, help=f"registered name: {known}")
-    parser.add_argument("--root", default="datasets", help="the datasets folder (or LV-VIS root)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help=f"registered name: {known}; or tfds:<name>[/<config>]:<split> (a prepared split)",
+    )
+    parser.add_argument(
+        "--root",
+        default="datasets",
+        help="the datasets folder (or LV-VIS root); for tfds: names, the TFDS data dir",
+    )
     parser.add_argument("--split", default="train", help="split folder (lvvis_format only)")
     parser.add_argument("--base-only", action="store_true", help="drop novel annotations")
     parser.add_argument("--no-files", action="store_true", help="check the json only")
@@ -71,8 +84,11 @@ def check_record(record: TrainRecord, tally: ProblemTally) -> None:
 
 def verify(args: argparse.Namespace) -> dict[str, int]:
     """Print the report; returns the file problems by kind."""
-    entry = registry.resolve(args.dataset, args.root, args.split)
-    print(f"dataset {args.dataset}: json {entry.json}, images {entry.image_root}")
+    if args.dataset.startswith(registry.TFDS_PREFIX):
+        print(f"dataset {args.dataset}: TFDS data dir {args.root or '(default)'}")
+    else:
+        entry = registry.resolve(args.dataset, args.root, args.split)
+        print(f"dataset {args.dataset}: json {entry.json}, images {entry.image_root}")
     ds = registry.load_dataset(args.dataset, args.root, args.split, args.base_only)
     frames = sum(len(r.frame_paths) for r in ds.records)
     instances = sum(len(r.instances) for r in ds.records)

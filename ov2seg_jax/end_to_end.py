@@ -1,7 +1,9 @@
 """``--mode all``: the whole system on one config, resumable stage by stage.
 
 1. data: the synthetic dataset is built into ``config.synthetic.root`` when the config has a
-   ``synthetic`` block and the dataset is not there yet (other configs use their data as it is);
+   ``synthetic`` block and the dataset is not there yet, then prepared with the TFDS builder
+   ``ov2seg_synthetic`` into ``config.synthetic.tfds_data_dir``, which training and evaluation
+   read (``tfds:ov2seg_synthetic:train`` / ``:val``); other configs use their data as it is;
 2. train (``--mode train``; resumes from the newest checkpoint, nothing to do when finished);
 3. evaluate the held-out split (``--mode evaluate``; AP, base AP, novel AP);
 4. predict one held-out video (``predict.input``, default the split's first video) with the
@@ -40,7 +42,20 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> str | None:
     except (OSError, ValueError) as e:
         raise modes.UserError(f"synthetic dataset at {sc.root}: {e}") from e
     print(f"synthetic dataset: {paths['root']} ({time.perf_counter() - t:.1f} s)")
+    ensure_synthetic_tfds(paths["root"], sc.tfds_data_dir)
     return paths["root"]
+
+
+def ensure_synthetic_tfds(folder: str, data_dir: str) -> None:
+    """Prepare the TFDS set ``ov2seg_synthetic`` from the synthetic build at ``folder``."""
+    from ov2seg_jax.data.tfds.prepare import prepare
+
+    t = time.perf_counter()
+    try:
+        builder = prepare("ov2seg_synthetic", folder, data_dir)
+    except (OSError, ValueError) as e:
+        raise modes.UserError(f"TFDS synthetic set in {data_dir}: {e}") from e
+    print(f"TFDS ov2seg_synthetic: {builder.data_dir} ({time.perf_counter() - t:.1f} s)")
 
 
 def first_video_folder(dataset_json: str, image_root: str) -> str:

@@ -200,20 +200,21 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     """Predict every video of a split, write results.json, and score it when the split has GT."""
-    from ov2seg_jax.data.video_json import load_video_dataset
+    from ov2seg_jax.data.eval_split import open_eval_split
     from ov2seg_jax.evaluation.errors import EvalInputError
     from ov2seg_jax.evaluation.video_ap import evaluate_video
     from ov2seg_jax.inference.evaluation_loop import predict_dataset
 
     ev = config.evaluate
     try:
-        dataset = load_video_dataset(ev.dataset_json, ev.image_root)
+        split = open_eval_split(ev)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
+    dataset = split.dataset
     predictor = load_predictor(config, workdir)
     if predictor.classifier.shape[0] != len(dataset.category_ids):
         raise UserError(
-            f"the classifier has {predictor.classifier.shape[0]} rows but {ev.dataset_json} has "
+            f"the classifier has {predictor.classifier.shape[0]} rows but {split.label} has "
             f"{len(dataset.category_ids)} categories; set --config.classifier.path to the "
             "dataset's classifier"
         )
@@ -229,18 +230,18 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None
         from ov2seg_jax.evaluation.submission import write_submission
 
         zip_path = write_submission(
-            results_path, os.path.join(out_dir, "submission.zip"), videos=ev.dataset_json
+            results_path, os.path.join(out_dir, "submission.zip"), videos=split.ground_truth
         )
-        print(f"{ev.dataset_json} has no annotations: wrote the server submission {zip_path}")
+        print(f"{split.label} has no annotations: wrote the server submission {zip_path}")
         return None
     try:
-        result = evaluate_video(ev.dataset_json, results_path, semantics=ev.semantics)
+        result = evaluate_video(split.ground_truth, results_path, semantics=ev.semantics)
     except EvalInputError as e:
         raise UserError(str(e)) from e
     stats = result.to_json()
     with open(os.path.join(out_dir, "stats.json"), "w") as f:
         json.dump(stats, f, indent=1)
-    print(result.format_table(title=os.path.basename(ev.dataset_json)))
+    print(result.format_table(title=os.path.basename(split.label)))
     return stats
 
 

@@ -34,7 +34,13 @@ class InstancesFile:
 
 def open_instances(json_path: str, owner: str, drop_partitions: Sequence[str]) -> InstancesFile:
     """Read ``json_path``; its owner list, ``annotations`` and ``categories`` must be lists."""
-    data = read_json(json_path)
+    return instances_from_data(read_json(json_path), json_path, owner, drop_partitions)
+
+
+def instances_from_data(
+    data: dict, json_path: str, owner: str, drop_partitions: Sequence[str]
+) -> InstancesFile:
+    """:func:`open_instances` of a json already in memory (``json_path`` names it in errors)."""
     for key in (f"{owner}s", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: field '{key}' is missing or not a list")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
+from ov2seg_jax.data.frame_files import open_frame
 from ov2seg_jax.data.masks import SegmentationError, decode_segmentation
 from ov2seg_jax.data.records import ProblemTally, TrainRecord
 
@@ -47,7 +48,7 @@ def read_frame(path: str, height: int, width: int) -> np.ndarray:
     The EXIF orientation is applied, as detectron2's ``read_image`` does.
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(open_frame(path)) as im:
             rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except FileNotFoundError as e:
         raise ExampleError("missing_image", f"image file not found: {path}") from e

@@ -12,7 +12,9 @@ Files are read directly (PIL decoding inside ``tf.numpy_function``, augmentation
 parallel by tf.data) rather than converted to TFRecords first: the original's users already have
 the image folders and jsons, a conversion would double the disk footprint of LVIS/COCO and must be
 redone when annotations change, and for one host's share per step the parallel reads are not the
-bottleneck on local disks (``scripts/bench_data.py`` measures it).
+bottleneck on local disks (``scripts/bench_data.py`` measures it). A split prepared with the TFDS
+builders (``config.data.dataset = "tfds:<name>:<split>"``, :mod:`ov2seg_jax.data.tfds.reader`)
+feeds the same stream: its records come from the ArrayRecord files by index, frames included.
 
 Batches (numpy), ``S = image_size``, ``N = max_instances``:
 

@@ -2,7 +2,9 @@
 
 ``lvvis_format`` is the generic entry for any folder in the LV-VIS layout
 (``<root>/<split>/JPEGImages/<video>/<frame>.jpg`` and ``<root>/<split>/<split>_instances.json``),
-which is how the built-in synthetic dataset is written.
+which is how the built-in synthetic dataset is written. ``tfds:<name>[/<config>]:<split>`` names
+a split prepared with the TFDS builders of :mod:`ov2seg_jax.data.tfds` (``root`` is then the
+TFDS data dir).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 LVVIS_FORMAT = "lvvis_format"
+TFDS_PREFIX = "tfds:"  # tfds:<name>[/<config>]:<split>, read by ov2seg_jax.data.tfds.reader
 
 
 def resolve(name: str, root: str, split: str = "train") -> DatasetEntry:
@@ -100,7 +103,13 @@ def load_dataset(
     """Read (once per process) the training records of a registered dataset.
 
     ``base_only`` also drops novel-category annotations (implied by ``lvis_v1_train_norare``).
+    A name ``tfds:<name>[/<config>]:<split>`` reads a prepared TFDS split instead, with ``root``
+    its data dir ("" : TFDS's default) and ``split`` unused (the name carries it).
     """
+    if name.startswith(TFDS_PREFIX):
+        from ov2seg_jax.data.tfds import reader
+
+        return reader.load_train_dataset(name, root, ("novel",) if base_only else ())
     e = resolve(name, root, split)
     path = e.json if os.path.isfile(e.json) or not e.fallback_json else e.fallback_json
     mtime = os.path.getmtime(path) if os.path.isfile(path) else -1.0

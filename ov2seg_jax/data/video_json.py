@@ -15,7 +15,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from ov2seg_jax.data.instances_file import open_instances, to_dataset, track_category
+from ov2seg_jax.data.instances_file import instances_from_data, to_dataset, track_category
 from ov2seg_jax.data.json_file import read_json
 from ov2seg_jax.data.records import InstanceTrack, TrainDataset, TrainRecord
 
@@ -40,7 +40,11 @@ class VideoDataset:
 
 def load_video_dataset(json_path: str, image_root: str) -> VideoDataset:
     """Read the video list; every field the predictor needs is checked, naming the file and entry."""
-    data = read_json(json_path)
+    return video_dataset_from_data(read_json(json_path), json_path, image_root)
+
+
+def video_dataset_from_data(data: dict, json_path: str, image_root: str) -> VideoDataset:
+    """:func:`load_video_dataset` of a json already in memory (``json_path`` names it)."""
     for key in ("videos", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{json_path}: field '{key}' is missing or not a list")
@@ -88,7 +92,21 @@ def load_video_train_dataset(
     unknown categories or videos, videos without frames and videos left without annotations are
     skipped and counted in ``TrainDataset.problems``.
     """
-    f = open_instances(json_path, "video", drop_partitions)
+    return video_train_dataset_from_data(
+        read_json(json_path), json_path, image_root, name=name, drop_partitions=drop_partitions
+    )
+
+
+def video_train_dataset_from_data(
+    data: dict,
+    json_path: str,
+    image_root: str,
+    *,
+    name: str = "",
+    drop_partitions: Sequence[str] = (),
+) -> TrainDataset:
+    """:func:`load_video_train_dataset` of a json already in memory (``json_path`` names it)."""
+    f = instances_from_data(data, json_path, "video", drop_partitions)
     records = []
     video_ids = set()
     for i, v in enumerate(sorted(f.owners, key=lambda m: m.get("id", -1))):

@@ -7,6 +7,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ov2seg_jax.data.frame_files import open_frame
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -23,7 +25,7 @@ def list_frames(folder: str) -> list[str]:
 def read_image(path: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB; a clear error for a file that is not a readable image."""
     try:
-        with Image.open(path) as im:
+        with Image.open(open_frame(path)) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from e

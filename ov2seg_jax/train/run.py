@@ -105,10 +105,14 @@ def make_batches(config: ml_collections.ConfigDict):
     return batches
 
 
-def _subset_ground_truth(json_path: str, max_videos: int) -> dict:
-    """The first ``max_videos`` videos of a YouTube-VIS-format json with their annotations."""
-    with open(json_path) as f:
-        gt = json.load(f)
+def _subset_ground_truth(json_path: str | dict, max_videos: int) -> dict:
+    """The first ``max_videos`` videos of a YouTube-VIS-format json (a path or the json itself)
+    with their annotations."""
+    if isinstance(json_path, dict):
+        gt = dict(json_path)  # shallow: the lists below are replaced, never changed in place
+    else:
+        with open(json_path) as f:
+            gt = json.load(f)
     if max_videos:
         gt["videos"] = gt["videos"][:max_videos]
         keep = {v["id"] for v in gt["videos"]}
@@ -121,16 +125,17 @@ def make_eval_fn(
 ) -> EvalFn | None:
     """The periodic evaluation: video AP on ``config.evaluate``'s split (its first
     ``train.eval_max_videos`` videos); None when the split is absent or has no annotations."""
-    from ov2seg_jax.data.video_json import load_video_dataset
+    from ov2seg_jax.data.eval_split import open_eval_split, uses_tfds
 
     ev, tc = config.evaluate, config.train
-    if not tc.eval_every or not os.path.isfile(ev.dataset_json):
+    if not tc.eval_every or not (uses_tfds(ev) or os.path.isfile(ev.dataset_json)):
         return None
-    dataset = load_video_dataset(ev.dataset_json, ev.image_root)
+    split = open_eval_split(ev)
+    dataset = split.dataset
     if not dataset.has_annotations:
         return None
     max_videos = int(tc.get("eval_max_videos", 0))
-    gt = _subset_ground_truth(ev.dataset_json, max_videos)
+    gt = _subset_ground_truth(split.ground_truth, max_videos)
     predictor = None
 
     def evaluate(variables, step: int) -> dict[str, float]:

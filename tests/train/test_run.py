@@ -8,6 +8,7 @@ import pytest
 from configs import synthetic
 from ov2seg_jax import modes
 from ov2seg_jax.data.synthetic import SyntheticSpec, build_synthetic_dataset, categories
+from ov2seg_jax.data.tfds.prepare import prepare
 from ov2seg_jax.train.run import class_weights
 
 
@@ -17,12 +18,13 @@ def small_config(tmp_path_factory):
     c = modes.expand_workdir(synthetic.get_config(), workdir)
     spec = SyntheticSpec(num_train_videos=12, num_val_videos=2, num_frames=2)
     build_synthetic_dataset(c.synthetic.root, spec, seed=0)
+    prepare("ov2seg_synthetic", c.synthetic.root, c.synthetic.tfds_data_dir)
     return c, workdir
 
 
 def test_workdir_is_expanded_everywhere(small_config):
     c, workdir = small_config
-    assert c.data.root == f"{workdir}/data"
+    assert c.data.root == f"{workdir}/tfds" and c.synthetic.root == f"{workdir}/data"
     assert c.classifier.path == f"{workdir}/data/text_classifier.npy"
     assert "{workdir}" not in str(c.to_dict())
 
