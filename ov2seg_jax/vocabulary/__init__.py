@@ -23,6 +23,7 @@ from ov2seg_jax.vocabulary.cache import CACHE_ENV_VAR, cache_key, default_cache_
 from ov2seg_jax.vocabulary.clip_text import (
     DEFAULT_CLIP_MODEL,
     ClipTextEncoder,
+    FlaxClipTextEncoder,
     build_text_classifier,
     encoder_identity,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "SHIPPED_DATASETS",
     "SINGLE_TEMPLATE",
     "ClipTextEncoder",
+    "FlaxClipTextEncoder",
     "build_text_classifier",
     "cache_key",
     "check_classifier",
