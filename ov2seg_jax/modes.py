@@ -66,6 +66,8 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
         )
     except (FileNotFoundError, CheckpointFormatError, ConversionError, ValueError) as e:
         raise UserError(str(e)) from e
+    except ImportError as e:  # a .pth file without the torch extra: the reader names it
+        raise UserError(str(e)) from e
     print(converted.report.format())
     out = checkpoint.save_model(
         model_dir(config, workdir), converted.variables, model_cfg, converted.classifier

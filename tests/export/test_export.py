@@ -11,37 +11,17 @@ import sys
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 
 from configs import tiny
 from ov2seg_jax import checkpoint, modes
 from ov2seg_jax.convert.convert_ov2seg import abstract_variables
 from ov2seg_jax.inference.predictor import jitted_forward
 from ov2seg_jax.models.ov2seg import build_model
-from tests.inference.conftest import ROOT, write_tiny_model
+from tests.export.conftest import MIN_SIZE, write_frames
+from tests.inference.conftest import ROOT
 
-MIN_SIZE = 64  # 48x64 frames -> 64x85 at the network, padded to 64x96
-BUCKETS = "4x64x96x3,4x96x64x3"
 # Float32 tolerances of the parity tables (fixtures README): logits and embeddings, mask logits.
 ATOL = {"pred_logits": 2e-4, "pred_object_logits": 2e-4, "pred_embds": 2e-4, "pred_masks": 5e-4}
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    model_dir = write_tiny_model(str(root / "model"))
-    cfg = tiny.get_config()
-    cfg.checkpoint.path = model_dir
-    cfg.export.buckets = BUCKETS
-    cfg.export.output = str(root / "export")
-    cfg.inference.min_size_test = MIN_SIZE
-    manifest = modes.run_export(cfg, str(root / "work"))
-    rng = np.random.default_rng(1)
-    classifier = rng.standard_normal((3, 32)).astype(np.float32)
-    classifier /= np.linalg.norm(classifier, axis=1, keepdims=True)
-    np.save(root / "vocab.npy", classifier)
-    (root / "vocab.txt").write_text("cat\ndog\nbird\n")
-    return root, cfg, manifest, classifier
 
 
 def _live_outputs(model_dir, images, classifier):
@@ -75,9 +55,9 @@ np.savez(out, **res)
 
 
 @pytest.fixture(scope="module")
-def reloaded(setup):
+def reloaded(exported):
     """Both artifacts of the first bucket run in a fresh process on one random window."""
-    root, cfg, manifest, classifier = setup
+    root, cfg, manifest, classifier = exported
     rng = np.random.default_rng(2)
     images = rng.standard_normal((4, 64, 96, 3)).astype(np.float32)
     np.savez(root / "inputs.npz", images=images, classifier=classifier)
@@ -104,8 +84,8 @@ def test_artifact_in_a_fresh_process_equals_the_live_model(reloaded, runtime):
     assert np.abs(live["pred_masks"]).max() > 0.1  # the comparison is not between zeros
 
 
-def test_manifest_describes_the_buckets_and_the_contract(setup):
-    root, cfg, manifest, _ = setup
+def test_manifest_describes_the_buckets_and_the_contract(exported):
+    root, cfg, manifest, _ = exported
     on_disk = json.load(open(os.path.join(cfg.export.output, "manifest.json")))
     assert on_disk == manifest
     assert [b["name"] for b in manifest["buckets"]] == ["4x64x96x3", "4x96x64x3"]
@@ -132,17 +112,6 @@ def test_manifest_describes_the_buckets_and_the_contract(setup):
     ]
 
 
-def _frames(folder, t=9, h=48, w=64):
-    rng = np.random.default_rng(3)
-    os.makedirs(folder, exist_ok=True)
-    for i in range(t):
-        frame = rng.integers(20, 80, (h, w, 3), np.uint8)
-        frame[6:22, 3 + 3 * i : 19 + 3 * i] = (220, 40, 40)
-        frame[h - 20 : h - 4, 40 - 2 * i : 56 - 2 * i] = (40, 60, 220)
-        Image.fromarray(frame).save(os.path.join(folder, f"{i:05d}.png"))
-    return str(folder)
-
-
 def _predict(cfg, root, name, frames, export=""):
     cfg = cfg.copy_and_resolve_references()
     cfg.inference.export = export
@@ -154,9 +123,9 @@ def _predict(cfg, root, name, frames, export=""):
     return modes.run_predict(cfg, str(root / "work"))
 
 
-def test_predict_from_the_export_equals_predict_from_the_checkpoint(setup):
-    root, cfg, _, _ = setup
-    frames = _frames(root / "frames")
+def test_predict_from_the_export_equals_predict_from_the_checkpoint(exported):
+    root, cfg, _, _ = exported
+    frames = write_frames(root / "frames")
     _predict(cfg, root, "from_checkpoint", frames)
     _predict(cfg, root, "from_export", frames, export=cfg.export.output)
     want = json.load(open(root / "from_checkpoint" / "results.json"))
@@ -172,9 +141,9 @@ def test_predict_from_the_export_equals_predict_from_the_checkpoint(setup):
     ).read_text()
 
 
-def test_a_bucket_not_exported_is_an_error_naming_the_buckets(setup):
-    root, cfg, _, _ = setup
-    frames = _frames(root / "square", h=64, w=64)  # padded 64x64: not exported
+def test_a_bucket_not_exported_is_an_error_naming_the_buckets(exported):
+    root, cfg, _, _ = exported
+    frames = write_frames(root / "square", h=64, w=64)  # padded 64x64: not exported
     with pytest.raises(modes.UserError) as err:
         _predict(cfg, root, "square_out", frames, export=cfg.export.output)
     message = str(err.value)
@@ -182,8 +151,8 @@ def test_a_bucket_not_exported_is_an_error_naming_the_buckets(setup):
     assert not os.path.exists(root / "square_out")
 
 
-def test_bad_export_settings_are_one_line_errors(setup, tmp_path):
-    root, cfg, _, _ = setup
+def test_bad_export_settings_are_one_line_errors(exported, tmp_path):
+    root, cfg, _, _ = exported
     bad = cfg.copy_and_resolve_references()
     bad.export.buckets = "4x64x90x3"
     bad.export.output = str(tmp_path / "x")
