@@ -136,7 +136,8 @@ class ClipTextEncoder:
             import torch
         except ImportError as exc:
             raise ImportError(
-                "building text classifiers needs torch (pip install 'ov2seg-jax[torch]')"
+                "the PyTorch CLIP text encoder needs torch: pip install 'ov2seg-jax[torch]' "
+                "(the default Flax encoder does not)"
             ) from exc
         import transformers
 

@@ -91,13 +91,16 @@ def encode_vocabulary(
         return np.asarray(encode_names(list(names), dim=text_embed_dim), np.float32)
     if encoder in ("clip", "clip_torch"):
         cache_dir = _field(vocab_cfg, "cache_dir") or None
-        return build_text_classifier(
-            list(names),
-            clip_model=_field(vocab_cfg, "clip_model"),
-            templates=resolve_templates(_field(vocab_cfg, "templates")),
-            cache_dir=cache_dir,
-            encoder="torch" if encoder == "clip_torch" else "flax",
-        )
+        try:
+            return build_text_classifier(
+                list(names),
+                clip_model=_field(vocab_cfg, "clip_model"),
+                templates=resolve_templates(_field(vocab_cfg, "templates")),
+                cache_dir=cache_dir,
+                encoder="torch" if encoder == "clip_torch" else "flax",
+            )
+        except ImportError as e:  # clip_torch without torch
+            raise ValueError(f"vocabulary.encoder={encoder!r}: {e}") from e
     raise ValueError(f"vocabulary.encoder must be one of {ENCODERS}, got {encoder!r}")
 
 

@@ -165,3 +165,18 @@ def test_evaluate_and_convert_without_torch(exported, no_torch, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "needs PyTorch" in proc.stderr and "ov2seg-jax[torch]" in proc.stderr
+
+
+def test_the_pytorch_encoder_without_torch_names_the_extra(tmp_path, monkeypatch):
+    from ov2seg_jax.vocabulary import classifier_for
+
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "config.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "torch", None)  # "import torch" raises from here on
+    cfg = {
+        "encoder": "clip_torch",
+        "clip_model": str(tmp_path / "clip"),
+        "cache_dir": str(tmp_path),
+    }
+    with pytest.raises(ValueError, match=r"clip_torch.*pip install 'ov2seg-jax\[torch\]'"):
+        classifier_for("cat,dog", cfg, 32)
