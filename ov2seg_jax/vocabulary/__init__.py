@@ -1,4 +1,6 @@
-"""Open-vocabulary text classifiers: vocabularies, prompt templates and the CLIP text encoder.
+"""Open-vocabulary text classifiers: vocabularies, prompt templates and the CLIP text encoder
+(a Flax port that reads Hugging Face CLIP checkpoints without torch; transformers' PyTorch CLIP as
+a cross-check).
 
 Typical use::
 
