@@ -74,6 +74,7 @@ def reloaded(exported):
     return dict(np.load(root / "out.npz")), live
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["jax", "tf"])
 def test_artifact_in_a_fresh_process_equals_the_live_model(reloaded, runtime):
     got, live = reloaded
@@ -123,6 +124,7 @@ def _predict(cfg, root, name, frames, export=""):
     return modes.run_predict(cfg, str(root / "work"))
 
 
+@pytest.mark.slow
 def test_predict_from_the_export_equals_predict_from_the_checkpoint(exported):
     root, cfg, _, _ = exported
     frames = write_frames(root / "frames")

@@ -43,6 +43,7 @@ def no_torch(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_predict_with_names_from_an_export_without_torch(exported, no_torch, tmp_path):
     root, cfg, _, _ = exported
     pytest.importorskip("torch")  # this process writes the tiny CLIP and the reference
@@ -130,6 +131,7 @@ def _split(root) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_evaluate_and_convert_without_torch(exported, no_torch, tmp_path):
     root, cfg, _, _ = exported
     gt = _split(tmp_path / "split")
