@@ -64,6 +64,9 @@ def get_config() -> ConfigDict:
             max_size_test=1333,
             size_divisibility=32,
             matmul_precision="highest",
+            # An export folder (--mode export) to run instead of the checkpoint: predict and
+            # evaluate then use its StableHLO networks, not the Python model code. Empty: off.
+            export="",
         )
     )
 
@@ -134,6 +137,11 @@ def get_config() -> ConfigDict:
     # --mode convert: an original checkpoint (.pth / .pkl) to an Orbax checkpoint in workdir.
     # infer_architecture reads the model sizes off the checkpoint instead of config.model.
     c.convert = ConfigDict(dict(source="", allow_partial=False, infer_architecture=False))
+    # --mode export: the per-window network as jax.export StableHLO (one artifact per bucket,
+    # "WINDOWxPADDED_HEIGHTxPADDED_WIDTHxCLASSES", comma-separated, e.g. "10x480x864x1196"), for
+    # platforms "cpu,cuda,tpu", plus a TF SavedModel (jax2tf) if saved_model; output: the folder
+    # (empty means WORKDIR/export).
+    c.export = ConfigDict(dict(buckets="", platforms="cpu,cuda,tpu", saved_model=True, output=""))
     # Orbax checkpoint of the model variables; empty means WORKDIR/checkpoint.
     c.checkpoint = ConfigDict(dict(path=""))
     # --mode predict: one video -> results.json, categories.json, tracks.txt, overlay.
@@ -156,8 +164,10 @@ def get_config() -> ConfigDict:
             cache_mb=512,
         )
     )
-    # Text classifiers built from names (predict.vocabulary): encoder "clip" (transformers CLIP
-    # text model: clip_model is a local directory or a hub id) or "compositional" (word vectors,
+    # Text classifiers built from names (predict.vocabulary): encoder "clip" (the Flax CLIP text
+    # tower, no torch; clip_model is a local directory or a hub id of a Hugging Face CLIP
+    # checkpoint), "clip_torch" (the same through transformers' PyTorch CLIP: a cross-check,
+    # needs torch) or "compositional" (word vectors,
     # no weights; the synthetic data's encoder); templates "ensemble", "single" or a .txt file of
     # prompts with one "{}" each; cache_dir: classifier cache (empty: $OV2SEG_CACHE or
     # ~/.cache/ov2seg_jax/classifiers).

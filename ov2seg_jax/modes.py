@@ -68,6 +68,8 @@ def run_convert(config: ml_collections.ConfigDict, workdir: str) -> str:
         )
     except (FileNotFoundError, CheckpointFormatError, ConversionError, ValueError) as e:
         raise UserError(str(e)) from e
+    except ImportError as e:  # a .pth file without the torch extra: the reader names it
+        raise UserError(str(e)) from e
     print(converted.report.format())
     out = checkpoint.save_model(
         model_dir(config, workdir), converted.variables, model_cfg, converted.classifier
@@ -84,6 +86,8 @@ def load_predictor(
     from ov2seg_jax.inference.predictor import VideoPredictor
 
     jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
+    if config.inference.get("export"):
+        return _exported_predictor(config, classifier)
     model_cfg, variables = _load_model_dir(config, workdir)
     if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
@@ -94,8 +98,48 @@ def load_predictor(
     return VideoPredictor.from_config(model_cfg, variables, classifier, config.inference)
 
 
+def load_export(config: ml_collections.ConfigDict):
+    """The ExportedModel of ``config.inference.export``, or a UserError naming the folder."""
+    from ov2seg_jax.export.loaded import ExportedModel
+
+    try:
+        return ExportedModel.load(config.inference.export)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
+
+
+def _exported_predictor(config: ml_collections.ConfigDict, classifier: np.ndarray | None):
+    """A VideoPredictor running the export of ``config.inference.export``."""
+    from ov2seg_jax.inference.predictor import VideoPredictor
+
+    exported = load_export(config)
+    dim = exported.text_embed_dim
+    if classifier is None and config.classifier.path:
+        classifier = load_classifier(config.classifier.path, dim)
+    elif classifier is None:
+        classifier = exported.classifier
+        if classifier is None:
+            raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
+    return VideoPredictor.from_export(exported, classifier, config.inference)
+
+
+def _text_embed_dim(config: ml_collections.ConfigDict, workdir: str) -> int:
+    """The model's text width D, from the export (inference.export) or the model directory."""
+    if config.inference.get("export"):
+        return load_export(config).text_embed_dim
+    try:
+        model_cfg = checkpoint.load_model_config(model_dir(config, workdir))
+    except checkpoint.CheckpointDamagedError as e:
+        raise UserError(str(e)) from e
+    except FileNotFoundError as e:
+        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
+    return int(model_cfg.decoder.text_embed_dim)
+
+
 def _saved_classifier(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray | None:
-    """The classifier saved in the model directory (None: none was saved)."""
+    """The classifier saved with the export or in the model directory (None: none was saved)."""
+    if config.inference.get("export"):
+        return load_export(config).classifier
     try:
         return checkpoint.load_classifier(model_dir(config, workdir))
     except checkpoint.CheckpointDamagedError as e:
@@ -167,14 +211,17 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         check_network_size(size, inf.size_divisibility)
     except ValueError as e:
         raise UserError(f"{pc.input}: {e}") from e
-    try:
-        model_cfg = checkpoint.load_model_config(model_dir(config, workdir))
-    except checkpoint.CheckpointDamagedError as e:
-        raise UserError(str(e)) from e
-    except FileNotFoundError as e:
-        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
-    names, classifier = _predict_vocabulary(config, workdir, model_cfg.decoder.text_embed_dim)
+    names, classifier = _predict_vocabulary(config, workdir, _text_embed_dim(config, workdir))
     predictor = load_predictor(config, workdir, classifier)
+    if config.inference.get("export"):  # before any frame is decoded: is the bucket exported?
+        from ov2seg_jax.export.buckets import Bucket
+
+        hp, wp = check_network_size(size, inf.size_divisibility)
+        bucket = Bucket(predictor.window_size, hp, wp, int(predictor.classifier.shape[0]))
+        try:
+            load_export(config).check_bucket(bucket)
+        except ValueError as e:
+            raise UserError(str(e)) from e
     out_dir = pc.output or os.path.join(workdir, "predict")
     try:
         out = predict_to_folder(
@@ -270,6 +317,40 @@ def run_train(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(str(e)) from e
 
 
+def run_export(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The model directory's network -> jax.export artifacts per bucket, a TF SavedModel and
+    manifest.json in ``export.output`` (see :mod:`ov2seg_jax.export.writer`)."""
+    from ov2seg_jax.export.buckets import parse_buckets
+    from ov2seg_jax.export.writer import write_export
+
+    ex = config.export
+    try:
+        buckets = parse_buckets(ex.buckets)
+    except ValueError as e:
+        raise UserError(f"export.buckets: {e}") from e
+    model_cfg, variables = _load_model_dir(config, workdir)
+    out_dir = ex.output or os.path.join(workdir, "export")
+    try:
+        manifest = write_export(
+            out_dir,
+            model_cfg,
+            variables,
+            buckets,
+            config.inference,
+            platforms=ex.platforms.split(","),
+            classifier=checkpoint.load_classifier(model_dir(config, workdir)),
+            saved_model=ex.saved_model,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    print(
+        f"wrote {out_dir}: buckets {', '.join(b['name'] for b in manifest['buckets'])} for "
+        f"{', '.join(manifest['platforms'])}"
+        + (" and a TF SavedModel" if manifest["saved_model"] else "")
+    )
+    return manifest
+
+
 def expand_workdir(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
     """A copy of ``config`` with ``{workdir}`` in every string replaced by ``workdir``."""
     config = config.copy_and_resolve_references()
@@ -287,6 +368,7 @@ def expand_workdir(config: ml_collections.ConfigDict, workdir: str) -> ml_collec
 
 MODES: dict[str, Callable[[ml_collections.ConfigDict, str], object]] = {
     "convert": run_convert,
+    "export": run_export,
     "predict": run_predict,
     "evaluate": run_evaluate,
     "train": run_train,

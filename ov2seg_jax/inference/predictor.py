@@ -62,17 +62,22 @@ def jitted_forward(model: nn.Module):
 
 
 class VideoPredictor:
-    """Runs OV2Seg on whole videos with a fixed set of variables and a text classifier."""
+    """Runs OV2Seg on whole videos with a fixed set of variables and a text classifier.
+
+    ``forward``: the ``(variables, images, classifier) -> window outputs`` to run instead of the
+    jitted ``model`` (an exported network: :meth:`from_export`; ``model`` may then be None).
+    """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         variables,
         classifier,
         *,
         window_size: int = 10,
         top_k: int = 50,
         size_divisibility: int = 32,
+        forward=None,
     ):
         classifier = np.asarray(classifier, np.float32)
         if classifier.ndim != 2:
@@ -85,7 +90,7 @@ class VideoPredictor:
         self.window_size = window_size
         self.top_k = top_k
         self.size_divisibility = size_divisibility
-        self._forward = jitted_forward(model)
+        self._forward = forward if forward is not None else jitted_forward(model)
 
     @classmethod
     def from_config(cls, model_cfg, variables, classifier, inference) -> VideoPredictor:
@@ -100,6 +105,20 @@ class VideoPredictor:
             window_size=inference.window_size,
             top_k=inference.top_k,
             size_divisibility=inference.size_divisibility,
+        )
+
+    @classmethod
+    def from_export(cls, exported, classifier, inference) -> VideoPredictor:
+        """The predictor running an :class:`~ov2seg_jax.export.loaded.ExportedModel` with
+        ``config.inference``'s window size and top-K (the model code is not used)."""
+        return cls(
+            None,
+            exported.weights,
+            classifier,
+            window_size=inference.window_size,
+            top_k=inference.top_k,
+            size_divisibility=exported.size_divisibility,
+            forward=exported.forward,
         )
 
     def window_outputs(self, images: jax.Array) -> dict[str, np.ndarray]:

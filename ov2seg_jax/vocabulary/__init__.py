@@ -1,4 +1,6 @@
-"""Open-vocabulary text classifiers: vocabularies, prompt templates and the CLIP text encoder.
+"""Open-vocabulary text classifiers: vocabularies, prompt templates and the CLIP text encoder
+(a Flax port that reads Hugging Face CLIP checkpoints without torch; transformers' PyTorch CLIP as
+a cross-check).
 
 Typical use::
 
@@ -23,6 +25,7 @@ from ov2seg_jax.vocabulary.cache import CACHE_ENV_VAR, cache_key, default_cache_
 from ov2seg_jax.vocabulary.clip_text import (
     DEFAULT_CLIP_MODEL,
     ClipTextEncoder,
+    FlaxClipTextEncoder,
     build_text_classifier,
     encoder_identity,
 )
@@ -51,6 +54,7 @@ __all__ = [
     "SHIPPED_DATASETS",
     "SINGLE_TEMPLATE",
     "ClipTextEncoder",
+    "FlaxClipTextEncoder",
     "build_text_classifier",
     "cache_key",
     "check_classifier",

@@ -1,4 +1,4 @@
-"""CLIP text encoder (through ``transformers``) and the zero-shot text classifier builder.
+"""CLIP text encoders (Flax, and transformers' PyTorch one) and the zero-shot classifier builder.
 
 :func:`build_text_classifier` turns category names into the ``(C, D)`` float32 matrix the model's
 open-vocabulary classifier takes (the layout of the original's ``fg_bg_5_10_*_ens.npy``: one
@@ -6,13 +6,21 @@ L2-normalised row per category). Every cleaned name is put into every prompt tem
 embedding is L2-normalised, the embeddings are averaged over the templates and the mean is
 L2-normalised again.
 
-The encoder is ``transformers.CLIPTextModelWithProjection`` with its tokenizer, loaded with
-``from_pretrained`` from a local directory (works offline) or a hub id (only where the machine can
-reach the hub or already has it in the hub cache). It runs on CPU in float32 under
-``torch.inference_mode``. torch and transformers are imported lazily, so reading vocabularies and
-cached classifiers does not need them. Loading reads data only: no repository code
-(``trust_remote_code=False``), weights from safetensors or else through torch's ``weights_only``
-loader.
+Two encoders compute the same thing from the same Hugging Face CLIP checkpoint (a local
+directory, or a hub id found in the hub cache or downloaded where the hub is reachable), both
+tokenising with transformers' CLIP tokenizer:
+
+* :class:`FlaxClipTextEncoder` (the default, ``encoder="flax"``): the Flax text tower of
+  :mod:`~ov2seg_jax.vocabulary.flax_clip`, weights read from ``model.safetensors`` by
+  :mod:`~ov2seg_jax.vocabulary.clip_checkpoint`. No PyTorch.
+* :class:`ClipTextEncoder` (``encoder="torch"``): ``transformers.CLIPTextModelWithProjection``
+  on CPU in float32 under ``torch.inference_mode``; kept as a cross-check; needs torch.
+
+Both give the same classifier (to float32 rounding), so they share the cache key: a classifier
+cached by one is served to the other. torch, transformers and flax are imported lazily, so
+reading vocabularies and cached classifiers needs none of them. Loading reads data only: no
+repository code (``trust_remote_code=False``), weights from safetensors or else through torch's
+``weights_only`` loader.
 """
 
 from __future__ import annotations
@@ -138,7 +146,8 @@ class ClipTextEncoder:
             import torch
         except ImportError as exc:
             raise ImportError(
-                "building text classifiers needs torch (pip install 'ov2seg-jax[torch]')"
+                "the PyTorch CLIP text encoder needs torch: pip install 'ov2seg-jax[torch]' "
+                "(the default Flax encoder does not)"
             ) from exc
         import transformers
 
@@ -212,6 +221,77 @@ class ClipTextEncoder:
         return _l2_normalise(np.concatenate(chunks, axis=0))
 
 
+class FlaxClipTextEncoder:
+    """The CLIP text tower with projection in Flax, returning L2-normalised prompt embeddings.
+
+    Same interface as :class:`ClipTextEncoder`; needs no torch.
+
+    Args:
+        clip_model: local directory or hub id of a Hugging Face CLIP checkpoint (full
+            ``CLIPModel`` or text model with projection) with ``model.safetensors``.
+
+    Raises:
+        OSError: naming ``clip_model`` if the tokenizer, config or weights cannot be loaded.
+    """
+
+    def __init__(self, clip_model: str | os.PathLike[str] = DEFAULT_CLIP_MODEL) -> None:
+        source = os.fspath(clip_model)
+        local = os.path.expanduser(source)
+        if not os.path.isdir(local) and _looks_like_local_path(source):
+            raise _load_failure(source, FileNotFoundError(f"no directory {local!r}"))
+        import jax
+        import transformers
+
+        from ov2seg_jax.vocabulary.clip_checkpoint import load_params, read_dims, snapshot_dir
+        from ov2seg_jax.vocabulary.flax_clip import ClipTextTower
+
+        try:
+            directory = local if os.path.isdir(local) else snapshot_dir(source)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+            self.dims = read_dims(directory)
+            params = load_params(directory, self.dims)
+        except Exception as exc:  # transformers/hub/safetensors raise many types; one message
+            raise _load_failure(source, exc) from exc
+        self.params = {"params": jax.device_put(params)}
+        self.source = source
+        self.max_length = int(self.dims.max_position_embeddings)
+        self._apply = jax.jit(ClipTextTower(self.dims).apply)
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of the projected text embeddings."""
+        return int(self.dims.projection_dim)
+
+    def encode(self, prompts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """Embed ``prompts``; returns ``(len(prompts), D)`` float32 rows of unit L2 norm.
+
+        Batches are padded to a multiple of 8 tokens (the causal mask makes the padding
+        invisible to the end-of-text token), so few shapes are compiled."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        chunks = []
+        for start in range(0, len(prompts), batch_size):
+            batch = self.tokenizer(
+                list(prompts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="np",
+            )
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            extra = min(-(-ids.shape[1] // 8) * 8, self.max_length) - ids.shape[1]
+            pad_id = self.tokenizer.pad_token_id or 0  # what the tokenizer pads with
+            ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
+            mask = np.pad(mask, ((0, 0), (0, extra)))
+            chunks.append(np.asarray(self._apply(self.params, ids, mask), np.float32))
+        if not chunks:
+            return np.zeros((0, self.embed_dim), np.float32)
+        return _l2_normalise(np.concatenate(chunks, axis=0))
+
+
+TEXT_ENCODERS = {"flax": FlaxClipTextEncoder, "torch": ClipTextEncoder}
+
+
 def _l2_normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -224,6 +304,7 @@ def build_text_classifier(
     cache_dir: str | os.PathLike[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     use_cache: bool = True,
+    encoder: str = "flax",
 ) -> np.ndarray:
     """The ``(C, D)`` float32 zero-shot classifier for ``names``, rows in the order of ``names``.
 
@@ -237,6 +318,8 @@ def build_text_classifier(
             ``~/.cache/ov2seg_jax/classifiers``.
         batch_size: prompts per forward pass.
         use_cache: read and write the cache; False always runs the encoder and writes nothing.
+        encoder: ``"flax"`` (:class:`FlaxClipTextEncoder`, no torch) or ``"torch"``
+            (:class:`ClipTextEncoder`, the cross-check).
 
     Raises:
         ValueError: for an empty vocabulary, empty or duplicate names, or bad templates.
@@ -246,6 +329,8 @@ def build_text_classifier(
     prompts_per_name = validate_templates(templates)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if encoder not in TEXT_ENCODERS:
+        raise ValueError(f"encoder must be one of {sorted(TEXT_ENCODERS)}, got {encoder!r}")
 
     key = None
     if use_cache:
@@ -254,9 +339,9 @@ def build_text_classifier(
         if cached is not None:
             return cached
 
-    encoder = ClipTextEncoder(clip_model)
+    model = TEXT_ENCODERS[encoder](clip_model)
     prompts = [template.format(name) for name in cleaned for template in prompts_per_name]
-    embeddings = encoder.encode(prompts, batch_size=batch_size)
+    embeddings = model.encode(prompts, batch_size=batch_size)
     embeddings = embeddings.reshape(len(cleaned), len(prompts_per_name), -1)
     classifier = _l2_normalise(embeddings.mean(axis=1))
 

@@ -10,8 +10,10 @@ A vocabulary spec is one of
 * a ``.txt`` file with one name a line, or comma-separated names (``"cat,dog,skateboard"``): the
   names are embedded with the text encoder of the ``vocabulary`` config block:
 
-  ``encoder``: ``"clip"`` (a transformers CLIP text model, prompt ensemble, cached on disk; see
-  :func:`~ov2seg_jax.vocabulary.clip_text.build_text_classifier`) or ``"compositional"`` (the
+  ``encoder``: ``"clip"`` (the Flax CLIP text tower on a Hugging Face CLIP checkpoint, no torch;
+  prompt ensemble, cached on disk; see
+  :func:`~ov2seg_jax.vocabulary.clip_text.build_text_classifier`), ``"clip_torch"`` (the same
+  through transformers' PyTorch CLIP, a cross-check that needs torch) or ``"compositional"`` (the
   deterministic word-vector encoder of :mod:`ov2seg_jax.vocabulary.compositional`, for the
   built-in synthetic data; no weights needed).
   ``clip_model``: local directory or hub id of the CLIP checkpoint.
@@ -44,7 +46,7 @@ from ov2seg_jax.vocabulary.templates import (
     validate_templates,
 )
 
-ENCODERS = ("clip", "compositional")
+ENCODERS = ("clip", "clip_torch", "compositional")
 DEFAULT_VOCABULARY_CONFIG = {
     "encoder": "clip",
     "clip_model": DEFAULT_CLIP_MODEL,
@@ -87,14 +89,18 @@ def encode_vocabulary(
         except ImportError as e:  # pragma: no cover - the module ships with the package
             raise ValueError(f"the compositional text encoder is not available: {e}") from e
         return np.asarray(encode_names(list(names), dim=text_embed_dim), np.float32)
-    if encoder == "clip":
+    if encoder in ("clip", "clip_torch"):
         cache_dir = _field(vocab_cfg, "cache_dir") or None
-        return build_text_classifier(
-            list(names),
-            clip_model=_field(vocab_cfg, "clip_model"),
-            templates=resolve_templates(_field(vocab_cfg, "templates")),
-            cache_dir=cache_dir,
-        )
+        try:
+            return build_text_classifier(
+                list(names),
+                clip_model=_field(vocab_cfg, "clip_model"),
+                templates=resolve_templates(_field(vocab_cfg, "templates")),
+                cache_dir=cache_dir,
+                encoder="torch" if encoder == "clip_torch" else "flax",
+            )
+        except ImportError as e:  # clip_torch without torch
+            raise ValueError(f"vocabulary.encoder={encoder!r}: {e}") from e
     raise ValueError(f"vocabulary.encoder must be one of {ENCODERS}, got {encoder!r}")
 
 

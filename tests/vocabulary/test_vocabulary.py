@@ -152,6 +152,7 @@ def test_cache_hit_skips_encoder(
     def unloadable(*args: object, **kwargs: object) -> None:
         raise AssertionError("the encoder must not be loaded on a cache hit")
 
+    monkeypatch.setattr(clip_text.FlaxClipTextEncoder, "__init__", unloadable)
     monkeypatch.setattr(clip_text.ClipTextEncoder, "__init__", unloadable)
     second = build_text_classifier(["cat", "dog"], tiny_clip, templates=TEMPLATES)
     assert second.tobytes() == first.tobytes()
