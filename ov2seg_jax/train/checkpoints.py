@@ -89,7 +89,7 @@ def restore_latest(
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
         return None
-    damaged: list[int] = []
+    damaged: list[tuple[int, CheckpointDamagedError]] = []
     for step in steps:
         try:
             restored = restore_step(manager, step, abstract_state)
@@ -97,21 +97,22 @@ def restore_latest(
             print(
                 f"training checkpoint {e.directory} is damaged or incomplete: {e.entry}: {e.reason}"
             )
-            damaged.append(step)
+            damaged.append((step, e))
             continue
         if damaged:
-            for bad in damaged:
+            for bad, _ in damaged:
                 moved = _move_aside(manager, bad)
                 print(f"moved the damaged training checkpoint of step {bad} to {moved}")
             manager.reload()
             print(f"resuming from the previous training checkpoint, step {step}")
         return restored
-    newest = os.path.join(os.fspath(manager.directory), str(steps[0]))
+    newest = damaged[0][1]
+    earlier = "no earlier step reads back either" if len(steps) > 1 else "there is no earlier step"
     raise CheckpointDamagedError(
-        newest,
-        "every saved step",
-        f"none of steps {', '.join(map(str, steps))} reads back whole",
-        f"move {os.fspath(manager.directory)} aside to train from the start",
+        newest.directory,
+        newest.entry,
+        newest.reason,
+        f"{earlier}: move {os.fspath(manager.directory)} aside to train from the start",
     )
 
 
