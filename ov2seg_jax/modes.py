@@ -216,7 +216,7 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
     if config.inference.get("export"):  # before any frame is decoded: is the bucket exported?
         from ov2seg_jax.export.buckets import Bucket
 
-        hp, wp = check_network_size(size, inf.size_divisibility)
+        hp, wp = check_network_size(size, predictor.size_divisibility)
         bucket = Bucket(predictor.window_size, hp, wp, int(predictor.classifier.shape[0]))
         try:
             load_export(config).check_bucket(bucket)

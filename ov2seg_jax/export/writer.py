@@ -192,12 +192,15 @@ def write_export(
                 platforms,
             )
 
-    from jax._src.export._export import (
-        maximum_supported_calling_convention_version as max_version,
-    )
-    from jax._src.export._export import (
-        minimum_supported_calling_convention_version as min_version,
-    )
+    try:  # the range of calling conventions this jax reads (not public API; for the record)
+        from jax._src.export import _export
+
+        readable = (
+            f"{_export.minimum_supported_calling_convention_version}.."
+            f"{_export.maximum_supported_calling_convention_version}"
+        )
+    except (ImportError, AttributeError):
+        readable = "unknown"
 
     manifest = {
         "format": FORMAT,
@@ -207,7 +210,7 @@ def write_export(
         "calling_convention_version": version,
         "compatibility": (
             f"written by jax {jax.__version__} with jax.export calling convention {version} "
-            f"(this jax reads {min_version}..{max_version}). jax.export keeps artifacts loadable "
+            f"(this jax reads {readable}). jax.export keeps artifacts loadable "
             "by jax/jaxlib releases up to 6 months newer than the writer (backward "
             "compatibility) and gives little forward compatibility: load with the writer's "
             "version or a newer one within that window, else export again."

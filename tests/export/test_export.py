@@ -99,6 +99,9 @@ def test_manifest_describes_the_buckets_and_the_contract(exported):
     assert manifest["platforms"] == ["cpu", "cuda", "tpu"]
     assert manifest["msda_implementation"] == "xla"
     assert manifest["jax_version"] == jax.__version__
+    version = manifest["calling_convention_version"]
+    assert isinstance(version, int) and f"calling convention {version}" in manifest["compatibility"]
+    assert "unknown" not in manifest["compatibility"]
     assert manifest["inputs"][1]["shape"] == ["window", "height", "width", 3]
     assert manifest["inputs"][2]["shape"] == ["num_classes", 32]
     pre = manifest["preprocessing"]

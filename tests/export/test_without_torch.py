@@ -1,7 +1,7 @@
 """Prediction and evaluation where ``import torch`` fails: a ``sitecustomize`` on the child's
 path sets ``sys.modules["torch"] = None``, so importing torch raises and transformers sees no
 torch. Predict (names vocabulary through the Flax CLIP encoder, from an export) and evaluate
-(from a converted checkpoint) must run; converting a .pth must say which extra to install."""
+(from a converted checkpoint; from the export it gives the same results) must run; converting a .pth must say which extra to install."""
 
 from __future__ import annotations
 
@@ -152,7 +152,23 @@ def test_evaluate_and_convert_without_torch(exported, no_torch, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.load(open(work / "evaluate" / "stats.json"))
     assert stats and all(np.isfinite(v) for v in stats.values() if isinstance(v, float))
-    assert len(json.load(open(work / "evaluate" / "results.json"))) == 2 * 10
+    from_checkpoint = json.load(open(work / "evaluate" / "results.json"))
+    assert len(from_checkpoint) == 2 * 10
+    # Evaluate from the export (here, with torch): the same results.
+    ev = cfg.copy_and_resolve_references()
+    ev.inference.export = cfg.export.output
+    ev.classifier.path = str(root / "vocab.npy")
+    ev.evaluate.update(
+        dataset_json=gt, image_root=str(tmp_path / "split" / "JPEGImages"), semantics="ytvis"
+    )
+    modes.run_evaluate(ev, str(tmp_path / "work_export"))
+    from_export = json.load(open(tmp_path / "work_export" / "evaluate" / "results.json"))
+    assert len(from_export) == len(from_checkpoint)
+    for g, e in zip(from_export, from_checkpoint, strict=True):
+        assert g["score"] == pytest.approx(e["score"], rel=1e-4, abs=1e-6)
+        assert {k: v for k, v in g.items() if k != "score"} == {
+            k: v for k, v in e.items() if k != "score"
+        }
 
     pth = tmp_path / "model.pth"
     pth.write_bytes(b"not read: torch is missing")

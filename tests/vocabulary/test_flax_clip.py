@@ -105,3 +105,23 @@ def test_same_classifier_through_the_prompt_ensemble(clip_dir, tmp_path):
         names, directory, DEFAULT_TEMPLATES, cache_dir=tmp_path, encoder="torch"
     )
     assert again.tobytes() == flax_clf.tobytes()
+
+
+def test_a_hub_id_is_read_from_the_hub_cache(tmp_path, monkeypatch):
+    """Offline, a hub id resolves to its snapshot in the hub cache (the layout huggingface_hub
+    writes: models--ORG--NAME/snapshots/REV + refs/main)."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    local = write_tiny_clip(str(tmp_path / "tiny"), projection_dim=16)
+    repo = tmp_path / "hub" / "models--acme--tiny-clip"
+    shutil.copytree(local, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    from_hub = FlaxClipTextEncoder("acme/tiny-clip").encode(PROMPTS)
+    np.testing.assert_array_equal(from_hub, FlaxClipTextEncoder(local).encode(PROMPTS))
+    with pytest.raises(OSError, match="acme/not-cached"):
+        FlaxClipTextEncoder("acme/not-cached")
