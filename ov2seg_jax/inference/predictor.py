@@ -129,14 +129,13 @@ class VideoPredictor:
             state, aligned = track_window(state, self.window_outputs(images))
             windows.append(aligned)
         tracked = assemble_result(state, windows)
-        q, c = tracked.pred_logits.shape[0], tracked.pred_logits.shape[1] - 1
         inst = instance_inference(
             tracked.pred_logits,
             tracked.pred_obj_logits,
             tracked.pred_masks,
             tracked.pred_per_frame_logits,
             tracked.pred_per_frame_obj_logits,
-            top_k=min(self.top_k, q * c),
+            top_k=self.top_k,
         )
         masks = masks_to_output(inst.pred_masks, (hp, wp), (h, w), output_size or (h, w))
         return VideoPrediction(
