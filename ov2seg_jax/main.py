@@ -12,7 +12,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs import ov2seg_r50_lvvis
 from ov2seg_jax import modes
+from ov2seg_jax.config_fields import MissingConfigField, check_complete
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -35,8 +37,9 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
-        modes.MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
-    except modes.UserError as e:
+        check_complete(config, ov2seg_r50_lvvis.get_config())
+        modes.MODES[_MODE.value or config.default_mode](config, workdir)
+    except (modes.UserError, MissingConfigField) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -122,7 +122,7 @@ def _predict_vocabulary(
             )
         return [f"class {i + 1}" for i in range(saved.shape[0])], None
     try:
-        return classifier_for(spec, config.get("vocabulary"), text_embed_dim)
+        return classifier_for(spec, config.vocabulary, text_embed_dim)
     except (KeyError, OSError, ValueError) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         if spec not in message:
@@ -143,7 +143,7 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(
             "--mode predict needs --config.predict.input=VIDEO_FILE_OR_FOLDER_OF_FRAMES"
         )
-    if pc.get("overlay", "mp4") not in ("mp4", "gif", "none"):
+    if pc.overlay not in ("mp4", "gif", "none"):
         raise UserError(f"predict.overlay must be 'mp4', 'gif' or 'none', got {pc.overlay!r}")
     inf = config.inference
     try:
@@ -170,10 +170,10 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
             out_dir,
             min_size=inf.min_size_test,
             max_size=inf.max_size_test,
-            overlay=pc.get("overlay", "mp4"),
-            score_threshold=pc.get("score_threshold", 0.0),
-            fps=pc.get("fps", 0.0),
-            cache_bytes=int(pc.get("cache_mb", 512)) << 20,
+            overlay=pc.overlay,
+            score_threshold=pc.score_threshold,
+            fps=pc.fps,
+            cache_bytes=int(pc.cache_mb) << 20,
         )
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e

@@ -70,10 +70,12 @@ class VideoPredictor:
         variables,
         classifier,
         *,
-        window_size: int = 10,
-        top_k: int = 50,
-        size_divisibility: int = 32,
+        window_size: int,
+        top_k: int,
+        size_divisibility: int,
     ):
+        """``window_size``, ``top_k`` and ``size_divisibility``: the fields of
+        ``config.inference`` of the same names (:meth:`from_config`)."""
         classifier = np.asarray(classifier, np.float32)
         if classifier.ndim != 2:
             raise ValueError(

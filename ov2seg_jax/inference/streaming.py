@@ -49,8 +49,6 @@ from ov2seg_jax.tracking.readout import (
     rank_instances,
 )
 
-DEFAULT_CACHE_BYTES = 512 << 20
-
 
 @dataclasses.dataclass(frozen=True)
 class StreamedPrediction:
@@ -131,10 +129,11 @@ class StreamingPredictor:
     Args:
         predictor: the :class:`VideoPredictor` whose jitted network, classifier, window size
             and top-K are used (its compiled functions are shared).
-        cache_bytes: network outputs kept between the passes; beyond it pass 2 reruns the network.
+        cache_bytes: network outputs kept between the passes; beyond it pass 2 reruns the network
+            (``config.predict.cache_mb``).
     """
 
-    def __init__(self, predictor: VideoPredictor, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, predictor: VideoPredictor, cache_bytes: int):
         self.predictor = predictor
         self.cache_bytes = int(cache_bytes)
         self.reran_network = False  # whether the last video needed the second network pass

@@ -51,7 +51,7 @@ class TrainResult:
 
 def init_variables(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray, seed: int):
     """Fresh model variables ({'params', 'frozen'}) from ``seed``."""
-    size = cfg.get("init_image_size", 64)
+    size = cfg.init_image_size
     images = jnp.zeros((1, size, size, 3), jnp.float32)
     rngs = {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
     return jax.jit(lambda: model.init(rngs, images, jnp.asarray(classifier)))()
@@ -75,7 +75,7 @@ def initial_state(
     tx, table = make_optimizer(config.optimizer, variables["params"])
     state = create_train_state(variables, tx, config.seed)
     abstract = jax.eval_shape(lambda s: s, state)
-    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
+    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.fsdp)
     return jax.device_put(state, state_sh), state_sh, tx, table
 
 
@@ -142,7 +142,7 @@ def train(
     manager = checkpoints.make_manager(
         os.path.join(train_dir, "checkpoints"),
         keep=tc.keep_checkpoints,
-        best_metric=tc.get("best_metric", ""),
+        best_metric=tc.best_metric,
     )
 
     state, state_sh, tx, table = initial_state(
