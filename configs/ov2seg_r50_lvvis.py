@@ -20,6 +20,7 @@ from ml_collections import ConfigDict
 def get_config() -> ConfigDict:
     c = ConfigDict()
     c.seed = 0
+    c.default_mode = "predict"  # the --mode when none is given
 
     c.model = ConfigDict()
     c.model.backbone = ConfigDict(
@@ -123,7 +124,7 @@ def get_config() -> ConfigDict:
             importance_sample_ratio=0.75,
             federated=True,
             num_fed_classes=50,
-            fed_factor=1.7,
+            class_loss_factor=1.7,
             object_empty_weight=0.4,
             class_frequency_path="datasets/metadata/lvis_v1_train_cat_info.json",
         )
@@ -200,9 +201,9 @@ def get_config() -> ConfigDict:
     # built-in synthetic set), read from root/<split>; base_only drops novel-category annotations.
     # "tfds:<name>[/<config>]:<split>" reads a prepared TFDS split, root being the TFDS data dir.
     # Large-scale jitter: scale U(min_scale, max_scale) of image_size, crop/pad to image_size
-    # (pad value 128), horizontal flip if random_flip. max_instances: instances per example kept
-    # (the rest counted as truncated). repeat_factor_threshold: repeat-factor sampling (0: off).
-    # clip_length: frames per example (1: images; T>1: clips from one video, frames within
+    # (pad_value), horizontal flip if random_flip, resize interpolation "bilinear" or "nearest".
+    # max_instances: instances per example kept (the rest counted as truncated).
+    # repeat_factor_threshold: repeat-factor sampling (0: off). clip_length: frames per example (1: images; T>1: clips from one video, frames within
     # clip_frame_range of a reference frame). num_parallel_calls (-1: autotune), prefetch
     # (batches), shuffle (per-epoch permutation).
     c.data = ConfigDict(
@@ -219,6 +220,8 @@ def get_config() -> ConfigDict:
             repeat_factor_threshold=0.001,
             clip_length=1,
             clip_frame_range=20,
+            pad_value=128.0,
+            interpolation="bilinear",
             num_parallel_calls=-1,
             prefetch=2,
             shuffle=True,

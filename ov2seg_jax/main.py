@@ -13,7 +13,9 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs import ov2seg_r50_lvvis
 from ov2seg_jax import modes
+from ov2seg_jax.config_fields import MissingConfigField, check_complete
 from ov2seg_jax.end_to_end import run_end_to_end
 
 MODES = {**modes.MODES, "all": run_end_to_end}
@@ -39,8 +41,9 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
-        MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
-    except modes.UserError as e:
+        check_complete(config, ov2seg_r50_lvvis.get_config())
+        MODES[_MODE.value or config.default_mode](config, workdir)
+    except (modes.UserError, MissingConfigField) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -86,7 +86,7 @@ def load_predictor(
     from ov2seg_jax.inference.predictor import VideoPredictor
 
     jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
-    if config.inference.get("export"):
+    if config.inference.export:
         return _exported_predictor(config, classifier)
     model_cfg, variables = _load_model_dir(config, workdir)
     if classifier is None and config.classifier.path:
@@ -125,7 +125,7 @@ def _exported_predictor(config: ml_collections.ConfigDict, classifier: np.ndarra
 
 def _text_embed_dim(config: ml_collections.ConfigDict, workdir: str) -> int:
     """The model's text width D, from the export (inference.export) or the model directory."""
-    if config.inference.get("export"):
+    if config.inference.export:
         return load_export(config).text_embed_dim
     try:
         model_cfg = checkpoint.load_model_config(model_dir(config, workdir))
@@ -138,7 +138,7 @@ def _text_embed_dim(config: ml_collections.ConfigDict, workdir: str) -> int:
 
 def _saved_classifier(config: ml_collections.ConfigDict, workdir: str) -> np.ndarray | None:
     """The classifier saved with the export or in the model directory (None: none was saved)."""
-    if config.inference.get("export"):
+    if config.inference.export:
         return load_export(config).classifier
     try:
         return checkpoint.load_classifier(model_dir(config, workdir))
@@ -178,7 +178,7 @@ def _predict_vocabulary(
             )
         return [f"class {i + 1}" for i in range(saved.shape[0])], None
     try:
-        return classifier_for(spec, config.get("vocabulary"), text_embed_dim)
+        return classifier_for(spec, config.vocabulary, text_embed_dim)
     except (KeyError, OSError, ValueError) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         if spec not in message:
@@ -199,7 +199,7 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(
             "--mode predict needs --config.predict.input=VIDEO_FILE_OR_FOLDER_OF_FRAMES"
         )
-    if pc.get("overlay", "mp4") not in ("mp4", "gif", "none"):
+    if pc.overlay not in ("mp4", "gif", "none"):
         raise UserError(f"predict.overlay must be 'mp4', 'gif' or 'none', got {pc.overlay!r}")
     inf = config.inference
     try:
@@ -213,7 +213,7 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(f"{pc.input}: {e}") from e
     names, classifier = _predict_vocabulary(config, workdir, _text_embed_dim(config, workdir))
     predictor = load_predictor(config, workdir, classifier)
-    if config.inference.get("export"):  # before any frame is decoded: is the bucket exported?
+    if config.inference.export:  # before any frame is decoded: is the bucket exported?
         from ov2seg_jax.export.buckets import Bucket
 
         hp, wp = check_network_size(size, predictor.size_divisibility)
@@ -231,10 +231,10 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
             out_dir,
             min_size=inf.min_size_test,
             max_size=inf.max_size_test,
-            overlay=pc.get("overlay", "mp4"),
-            score_threshold=pc.get("score_threshold", 0.0),
-            fps=pc.get("fps", 0.0),
-            cache_bytes=int(pc.get("cache_mb", 512)) << 20,
+            overlay=pc.overlay,
+            score_threshold=pc.score_threshold,
+            fps=pc.fps,
+            cache_bytes=int(pc.cache_mb) << 20,
         )
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e

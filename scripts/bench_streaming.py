@@ -64,7 +64,12 @@ def run_one(path: str, n: int, h: int, w: int, cache_mb: int) -> dict:
     variables = jax.tree_util.tree_map_with_path(fill, abstract_variables(cfg.model))
     classifier = rng.standard_normal((5, 32)).astype(np.float32)
     predictor = VideoPredictor(
-        build_model(cfg.model), variables, classifier, window_size=cfg.inference.window_size
+        build_model(cfg.model),
+        variables,
+        classifier,
+        window_size=cfg.inference.window_size,
+        top_k=cfg.inference.top_k,
+        size_divisibility=cfg.inference.size_divisibility,
     )
     start = time.perf_counter()
     if path == "batch":

@@ -23,17 +23,17 @@ import dataclasses
 
 import tensorflow as tf
 
-PAD_VALUE = 128.0
-
 
 @dataclasses.dataclass(frozen=True)
 class LSJConfig:
-    image_size: int = 1024
-    min_scale: float = 0.1
-    max_scale: float = 2.0
-    random_flip: bool = True
-    pad_value: float = PAD_VALUE
-    interpolation: str = "bilinear"  # or "nearest"
+    """Large-scale jitter settings, the fields of ``config.data`` of the same names."""
+
+    image_size: int
+    min_scale: float
+    max_scale: float
+    random_flip: bool
+    pad_value: float
+    interpolation: str  # "bilinear" or "nearest"
 
     def __post_init__(self):
         if not 0 < self.min_scale <= self.max_scale:

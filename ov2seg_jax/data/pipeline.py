@@ -39,6 +39,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from ov2seg_jax.config_fields import from_section
 from ov2seg_jax.data import augment, loader, registry, sampling
 from ov2seg_jax.data.records import ProblemTally, TrainDataset
 
@@ -65,8 +66,8 @@ def load_train_dataset(data_cfg: ml_collections.ConfigDict) -> TrainDataset:
     return registry.load_dataset(
         data_cfg.dataset,
         data_cfg.root,
-        data_cfg.get("split", "train"),
-        bool(data_cfg.get("base_only", False)),
+        data_cfg.split,
+        bool(data_cfg.base_only),
     )
 
 
@@ -81,14 +82,7 @@ def dataset_info(data_cfg: ml_collections.ConfigDict) -> DatasetInfo:
 
 
 def lsj_config(data_cfg: ml_collections.ConfigDict) -> augment.LSJConfig:
-    return augment.LSJConfig(
-        image_size=int(data_cfg.image_size),
-        min_scale=float(data_cfg.min_scale),
-        max_scale=float(data_cfg.max_scale),
-        random_flip=bool(data_cfg.random_flip),
-        pad_value=float(data_cfg.get("pad_value", augment.PAD_VALUE)),
-        interpolation=data_cfg.get("interpolation", "bilinear"),
-    )
+    return from_section(augment.LSJConfig, data_cfg, "config.data")
 
 
 class ExampleSource:
@@ -289,7 +283,7 @@ def make_train_iterator(
     """This host's training batches (``batch_size`` per host) from global batch ``start_batch``."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    clip_length = int(data_cfg.get("clip_length", 1))
+    clip_length = int(data_cfg.clip_length)
     if clip_length < 1:
         raise ValueError(f"config.data.clip_length must be >= 1, got {clip_length}")
     ds = load_train_dataset(data_cfg)
@@ -297,9 +291,9 @@ def make_train_iterator(
         ds,
         seed=seed,
         clip_length=clip_length,
-        frame_range=int(data_cfg.get("clip_frame_range", 20)),
+        frame_range=int(data_cfg.clip_frame_range),
         repeat_threshold=float(data_cfg.repeat_factor_threshold),
-        shuffle=bool(data_cfg.get("shuffle", True)),
+        shuffle=bool(data_cfg.shuffle),
         tally=ProblemTally(),
     )
     max_instances = int(data_cfg.max_instances)
@@ -312,7 +306,7 @@ def make_train_iterator(
         start_batch=start_batch,
         process_index=process_index,
         process_count=process_count,
-        num_parallel_calls=int(data_cfg.get("num_parallel_calls", -1)),
-        prefetch=int(data_cfg.get("prefetch", 2)),
+        num_parallel_calls=int(data_cfg.num_parallel_calls),
+        prefetch=int(data_cfg.prefetch),
     )
     return TrainIterator(tf_ds, source, clip_length > 1, max_instances)

@@ -27,7 +27,6 @@ from ov2seg_jax.inference.overlay import OVERLAY_FORMATS, write_overlay
 from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.inference.results import format_tracks, streamed_results, write_results
 from ov2seg_jax.inference.streaming import (
-    DEFAULT_CACHE_BYTES,
     StreamedPrediction,
     StreamingPredictor,
 )
@@ -65,10 +64,10 @@ def predict_to_folder(
     *,
     min_size: int | None,
     max_size: int,
-    overlay: str = "mp4",
-    score_threshold: float = 0.3,
-    fps: float = 0.0,
-    cache_bytes: int = DEFAULT_CACHE_BYTES,
+    overlay: str,
+    score_threshold: float,
+    fps: float,
+    cache_bytes: int,
     video_id: int = 0,
     progress: bool = True,
 ) -> PredictOutputs:

@@ -74,11 +74,13 @@ class VideoPredictor:
         variables,
         classifier,
         *,
-        window_size: int = 10,
-        top_k: int = 50,
-        size_divisibility: int = 32,
+        window_size: int,
+        top_k: int,
+        size_divisibility: int,
         forward=None,
     ):
+        """``window_size``, ``top_k`` and ``size_divisibility``: the fields of
+        ``config.inference`` of the same names (:meth:`from_config`)."""
         classifier = np.asarray(classifier, np.float32)
         if classifier.ndim != 2:
             raise ValueError(
@@ -148,14 +150,13 @@ class VideoPredictor:
             state, aligned = track_window(state, self.window_outputs(images))
             windows.append(aligned)
         tracked = assemble_result(state, windows)
-        q, c = tracked.pred_logits.shape[0], tracked.pred_logits.shape[1] - 1
         inst = instance_inference(
             tracked.pred_logits,
             tracked.pred_obj_logits,
             tracked.pred_masks,
             tracked.pred_per_frame_logits,
             tracked.pred_per_frame_obj_logits,
-            top_k=min(self.top_k, q * c),
+            top_k=self.top_k,
         )
         masks = masks_to_output(inst.pred_masks, (hp, wp), (h, w), output_size or (h, w))
         return VideoPrediction(

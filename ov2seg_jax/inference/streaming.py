@@ -7,10 +7,10 @@ once the frame-averaged logits of the whole video are known. Here that choice is
 * **Pass 1** runs the network window by window and feeds the tracker
   (:func:`~ov2seg_jax.tracking.track_window`). It keeps the tracker state (memory, running logit
   sums, frame count) and each frame's slot permutation (T, Q) int32 (400 bytes a frame for
-  Q = 100). At the end the frame-averaged logits give the top-K pairs exactly as
-  :func:`~ov2seg_jax.tracking.instance_inference` chooses them.
-* **Pass 2** visits the windows again and, for the K chosen pairs only, applies the per-frame
-  ignore rule, accumulates the mask-score sums and turns each frame's K masks into compressed RLE
+  Q = 100). At the end the frame-averaged logits give the top-K pairs through the read-out's
+  own :func:`~ov2seg_jax.tracking.readout.choose_instances`.
+* **Pass 2** visits the windows again and, for the K chosen pairs only, applies the read-out's
+  per-frame ignore rule, accumulates its mask-score sums and turns each frame's K masks into compressed RLE
   at the output size. The final scores (video score * mask score) and the order of the instances
   are known at the end.
 
@@ -41,13 +41,13 @@ from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.models.preprocess import normalize_and_pad, padded_size
 from ov2seg_jax.tracking import masks_to_output, track_window
 from ov2seg_jax.tracking.readout import (
-    FRAME_IGNORE_RATIO,
-    IGNORED_FRAME_FILL,
-    MASK_SCORE_EPS,
-    pair_scores,
+    blank_ignored_frames,
+    choose_instances,
+    ignored_frames,
+    mask_score_sums,
+    mask_scores_from_sums,
+    rank_instances,
 )
-
-DEFAULT_CACHE_BYTES = 512 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +110,6 @@ def _windows(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(batch)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return (np.float32(1.0) / (np.float32(1.0) + np.exp(-x))).astype(np.float32)
-
-
 def encode_frame(masks: np.ndarray) -> list[dict | None]:
     """(K, H, W) bool -> K compressed RLEs (``counts`` str), None for an empty mask."""
     rles = mask_util.encode(np.asfortranarray(np.transpose(masks, (1, 2, 0)).astype(np.uint8)))
@@ -134,10 +129,11 @@ class StreamingPredictor:
     Args:
         predictor: the :class:`VideoPredictor` whose jitted network, classifier, window size
             and top-K are used (its compiled functions are shared).
-        cache_bytes: network outputs kept between the passes; beyond it pass 2 reruns the network.
+        cache_bytes: network outputs kept between the passes; beyond it pass 2 reruns the network
+            (``config.predict.cache_mb``).
     """
 
-    def __init__(self, predictor: VideoPredictor, cache_bytes: int = DEFAULT_CACHE_BYTES):
+    def __init__(self, predictor: VideoPredictor, cache_bytes: int):
         self.predictor = predictor
         self.cache_bytes = int(cache_bytes)
         self.reran_network = False  # whether the last video needed the second network pass
@@ -195,35 +191,29 @@ class StreamingPredictor:
             raise ValueError("the video holds no frames")
         self.reran_network = not keep
 
-        # The top-K (query, class) pairs, chosen as instance_inference does.
-        mean_cls, mean_obj = state.mean_logits(), state.mean_object_logits()
-        q, c = mean_cls.shape[0], mean_cls.shape[1] - 1
-        flat_scores = pair_scores(mean_cls, mean_obj).reshape(-1)
-        top_k = min(self.predictor.top_k, q * c)
-        flat_index = np.argsort(-flat_scores, kind="stable")[:top_k].astype(np.int64)
-        class_scores = flat_scores[flat_index]
-        query_index, labels = flat_index // c, flat_index % c
-        threshold = class_scores[None, :] * np.float32(FRAME_IGNORE_RATIO)
+        # The top-K (query, class) pairs, by the read-out's own rule.
+        chosen = choose_instances(
+            state.mean_logits(), state.mean_object_logits(), self.predictor.top_k
+        )
+        top_k = len(chosen.flat_index)
+        instances = np.arange(top_k)
 
         # Pass 2: the K pairs' per-frame rule, mask-score sums and RLE masks.
         num = np.zeros(top_k, np.float64)
         den = np.zeros(top_k, np.float64)
         segmentations: list[list[dict | None]] = [[] for _ in range(top_k)]
         bar = tqdm(total=state.num_frames, unit="frame", desc="masks", disable=not progress)
-        for logits, obj, masks in self._chosen(keep, cache, slots, frames, padded, query_index):
+        for logits, obj, masks in self._chosen(
+            keep, cache, slots, frames, padded, chosen.query_index
+        ):
             t = logits.shape[0]
-            picked = np.stack(
-                [logits[:, np.arange(top_k), labels], logits[:, np.arange(top_k), c]], axis=-1
-            )
-            ignored = pair_scores(picked, obj)[..., 0] < threshold  # (t, K)
-            masks[ignored] = np.float32(IGNORED_FRAME_FILL)
-            positive = masks > 0
-            num += np.sum(
-                np.where(positive, _sigmoid(masks), np.float32(0.0)),
-                axis=(0, 2, 3),
-                dtype=np.float64,
-            )
-            den += np.sum(positive, axis=(0, 2, 3), dtype=np.float64)
+            ignored = ignored_frames(
+                logits[:, instances, chosen.labels], obj, chosen.class_scores
+            )  # (t, K)
+            blank_ignored_frames(masks, ignored)
+            window_num, window_den = mask_score_sums(masks, axis=(0, 2, 3))
+            num += window_num
+            den += window_den
             for i in range(t):
                 binary = masks_to_output(masks[i], padded, (h, w), output)
                 for k, rle in enumerate(encode_frame(binary)):
@@ -231,9 +221,8 @@ class StreamingPredictor:
             bar.update(t)
         bar.close()
 
-        mask_scores = (num / (den + MASK_SCORE_EPS)).astype(np.float32)
-        scores = (class_scores * mask_scores).astype(np.float32)
-        order = np.lexsort((flat_index, -scores))
+        scores, order = rank_instances(chosen, mask_scores_from_sums(num, den))
+        labels, query_index = chosen.labels, chosen.query_index
         return StreamedPrediction(
             scores=scores[order],
             labels=labels[order],

@@ -9,7 +9,7 @@
 
 Typical use inside a jitted train step::
 
-    config = CriterionConfig()                       # or CriterionConfig(federated=False)
+    config = CriterionConfig.from_config(cfg.loss)   # or .from_config(cfg.loss, federated=False)
     weights = weight_dict(config, num_aux=len(outputs.aux_outputs))
     losses = compute_losses(outputs, targets, rng, config, class_weights=fed_weights)
     loss = total_loss(losses, weights)

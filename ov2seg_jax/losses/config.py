@@ -3,31 +3,42 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
+from ov2seg_jax.config_fields import from_section
 from ov2seg_jax.losses.matcher import MatcherCosts
 from ov2seg_jax.losses.point_sampling import num_candidate_points, num_importance_points
 
 
 @dataclasses.dataclass(frozen=True)
 class CriterionConfig:
-    """Loss settings. The defaults are the original's LVIS training configuration.
+    """Loss settings: the fields of ``config.loss`` of the same names (:meth:`from_config`);
+    their values, the original's LVIS training configuration, live in ``configs/``.
 
     The weights are both the matching costs and the loss weights, as in the original
     (``object_weight`` only weighs ``loss_object_ce``: the matcher has no object cost).
     ``federated=False`` computes the class loss on all C classes (small custom vocabularies).
     """
 
-    class_weight: float = 2.0
-    object_weight: float = 2.0
-    mask_weight: float = 5.0
-    dice_weight: float = 5.0
-    num_points: int = 12544
-    oversample_ratio: float = 3.0
-    importance_sample_ratio: float = 0.75
-    federated: bool = True
-    num_fed_classes: int = 50
-    class_loss_factor: float = 1.7
-    object_empty_weight: float = 0.4
+    class_weight: float
+    object_weight: float
+    mask_weight: float
+    dice_weight: float
+    num_points: int
+    oversample_ratio: float
+    importance_sample_ratio: float
+    federated: bool
+    num_fed_classes: int
+    class_loss_factor: float
+    object_empty_weight: float
+
+    @classmethod
+    def from_config(cls, loss: Mapping, **overrides: Any) -> CriterionConfig:
+        """From ``config.loss`` (a missing field is an error naming it); ``overrides`` replace
+        fields (e.g. a test's fewer points). Other fields of the section are for other readers
+        (``class_frequency_path``: :func:`ov2seg_jax.train.run.class_weights`)."""
+        return from_section(cls, loss, "config.loss", **overrides)
 
     def __post_init__(self):
         if self.num_points <= 0:

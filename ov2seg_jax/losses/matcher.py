@@ -44,9 +44,9 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 class MatcherCosts:
     """Weights of the three matching costs (the original passes the loss weights)."""
 
-    class_weight: float = 2.0
-    mask_weight: float = 5.0
-    dice_weight: float = 5.0
+    class_weight: float
+    mask_weight: float
+    dice_weight: float
 
 
 class Matches(NamedTuple):

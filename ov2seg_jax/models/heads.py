@@ -40,8 +40,8 @@ class ZeroShotClassifier(nn.Module):
     The embeddings are an argument, not a parameter, so the vocabulary can change per call.
     """
 
-    embed_dim: int = 512
-    temperature: float = 50.0
+    embed_dim: int
+    temperature: float
     dtype: jnp.dtype | None = None
 
     @nn.compact

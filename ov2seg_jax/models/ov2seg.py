@@ -6,11 +6,34 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from ov2seg_jax.config_fields import require
 from ov2seg_jax.models.backbones import FEATURE_STRIDES
 from ov2seg_jax.models.backbones.resnet import ResNet
 from ov2seg_jax.models.outputs import ModelOutputs
 from ov2seg_jax.models.pixel_decoder import PixelDecoder
 from ov2seg_jax.models.transformer_decoder import TransformerDecoder
+
+PIXEL_DECODER_FIELDS = (
+    "in_features",
+    "transformer_in_features",
+    "conv_dim",
+    "mask_dim",
+    "num_encoder_layers",
+    "num_heads",
+    "num_points",
+    "ffn_dim",
+    "common_stride",
+    "msda_implementation",
+)
+DECODER_FIELDS = (
+    "hidden_dim",
+    "num_queries",
+    "num_heads",
+    "ffn_dim",
+    "num_layers",
+    "text_embed_dim",
+    "classifier_temperature",
+)
 
 
 class OV2Seg(nn.Module):
@@ -33,9 +56,19 @@ class OV2Seg(nn.Module):
         return self.predictor(multi_scale, mask_features, class_embeddings)
 
 
+# The fields each backbone reads from config.model.backbone (besides its name).
+BACKBONE_FIELDS = {
+    "resnet": ("stage_sizes", "widths", "stem_width"),
+    "swin": ("embed_dim", "depths", "num_heads", "window_size", "drop_path_rate"),
+}
+
+
 def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
     """The backbone module named by ``config.model.backbone.name``."""
+    require(cfg, "config.model.backbone", ["name"])
     name = cfg.name
+    if name in BACKBONE_FIELDS:
+        require(cfg, "config.model.backbone", BACKBONE_FIELDS[name])
     if name == "resnet":
         return ResNet(
             stage_sizes=tuple(cfg.stage_sizes), widths=tuple(cfg.widths), stem_width=cfg.stem_width
@@ -48,13 +81,17 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
             depths=tuple(cfg.depths),
             num_heads=tuple(cfg.num_heads),
             window_size=cfg.window_size,
-            drop_path_rate=cfg.get("drop_path_rate", 0.3),
+            drop_path_rate=cfg.drop_path_rate,
         )
     raise ValueError(f"config.model.backbone.name must be 'resnet' or 'swin', got {name!r}")
 
 
 def build_model(cfg: ml_collections.ConfigDict) -> OV2Seg:
-    """Wire an :class:`OV2Seg` from ``config.model``."""
+    """Wire an :class:`OV2Seg` from ``config.model``; a missing field is a
+    :class:`~ov2seg_jax.config_fields.MissingConfigField` naming it."""
+    require(cfg, "config.model", ["backbone", "pixel_decoder", "decoder"])
+    require(cfg.pixel_decoder, "config.model.pixel_decoder", PIXEL_DECODER_FIELDS)
+    require(cfg.decoder, "config.model.decoder", DECODER_FIELDS)
     backbone = build_backbone(cfg.backbone)
     pd = cfg.pixel_decoder
     in_features = tuple(pd.in_features)
@@ -69,7 +106,7 @@ def build_model(cfg: ml_collections.ConfigDict) -> OV2Seg:
         num_points=pd.num_points,
         ffn_dim=pd.ffn_dim,
         common_stride=pd.common_stride,
-        msda_implementation=pd.get("msda_implementation", "auto"),
+        msda_implementation=pd.msda_implementation,
     )
     dec = cfg.decoder
     predictor = TransformerDecoder(

@@ -64,11 +64,11 @@ def fpn_features(
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention (the ``MSDeformAttn`` module of Deformable DETR)."""
 
-    d_model: int = 256
-    n_levels: int = 3
-    n_heads: int = 8
-    n_points: int = 4
-    implementation: str = "auto"
+    d_model: int
+    n_levels: int
+    n_heads: int
+    n_points: int
+    implementation: str
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -108,12 +108,12 @@ class MSDeformAttn(nn.Module):
 class EncoderLayer(nn.Module):
     """Deformable self-attention + FFN, both post-norm (``MSDeformAttnTransformerEncoderLayer``)."""
 
-    d_model: int = 256
-    ffn_dim: int = 1024
-    n_levels: int = 3
-    n_heads: int = 8
-    n_points: int = 4
-    implementation: str = "auto"
+    d_model: int
+    ffn_dim: int
+    n_levels: int
+    n_heads: int
+    n_points: int
+    implementation: str
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -142,18 +142,19 @@ class PixelDecoder(nn.Module):
     strides 32, 16, 8 (coarsest first, the order the transformer decoder consumes them).
     """
 
-    in_features: Sequence[str] = ("res2", "res3", "res4", "res5")
-    transformer_in_features: Sequence[str] = ("res3", "res4", "res5")
-    feature_strides: Sequence[int] = (4, 8, 16, 32)
-    conv_dim: int = 256
-    mask_dim: int = 256
-    num_encoder_layers: int = 6
-    num_heads: int = 8
-    num_points: int = 4
-    ffn_dim: int = 1024
-    common_stride: int = 4
-    num_multi_scale: int = 3
-    msda_implementation: str = "auto"
+    # Sizes come from config.model.pixel_decoder (build_model); no defaults here.
+    in_features: Sequence[str]
+    transformer_in_features: Sequence[str]
+    feature_strides: Sequence[int]
+    conv_dim: int
+    mask_dim: int
+    num_encoder_layers: int
+    num_heads: int
+    num_points: int
+    ffn_dim: int
+    common_stride: int
+    msda_implementation: str
+    num_multi_scale: int = 3  # the original's fixed three levels for the transformer decoder
     dtype: jnp.dtype | None = None
 
     @nn.compact

@@ -65,15 +65,16 @@ class FFNLayer(nn.Module):
 class TransformerDecoder(nn.Module):
     """``MultiScaleMaskedTransformerDecoder`` (post-norm) with objectness and zero-shot heads."""
 
-    hidden_dim: int = 256
-    num_queries: int = 100
-    num_heads: int = 8
-    ffn_dim: int = 2048
-    num_layers: int = 6  # the original's DEC_LAYERS - 1
-    mask_dim: int = 256
-    num_feature_levels: int = 3
-    text_embed_dim: int = 512
-    classifier_temperature: float = 50.0
+    # Sizes come from config.model.decoder (build_model); no defaults here.
+    hidden_dim: int
+    num_queries: int
+    num_heads: int
+    ffn_dim: int
+    num_layers: int  # the original's DEC_LAYERS - 1
+    mask_dim: int
+    text_embed_dim: int
+    classifier_temperature: float
+    num_feature_levels: int = 3  # the original's fixed three levels
     dtype: jnp.dtype | None = None
 
     def setup(self):

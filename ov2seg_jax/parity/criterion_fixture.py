@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from configs import ov2seg_r50_lvis
 from ov2seg_jax.losses.config import CriterionConfig
 from ov2seg_jax.losses.criterion import (
     LOSS_NAMES,
@@ -116,10 +117,12 @@ def _read_config(meta: Mapping) -> CriterionConfig:
             raise ValueError(
                 f"criterion.json config '{name}' is not a number: {cfg[name]!r}"
             ) from None
+    # The fields the fixture does not record are the original's LVIS training settings.
+    lvis = ov2seg_r50_lvis.get_config().loss
     for optional in ("num_fed_classes", "class_loss_factor", "object_empty_weight"):
         if optional in cfg:
-            kwargs[optional] = type(getattr(CriterionConfig, optional))(cfg[optional])
-    return CriterionConfig(**kwargs)
+            kwargs[optional] = type(lvis[optional])(cfg[optional])
+    return CriterionConfig.from_config(lvis, **kwargs)
 
 
 def _read_targets(store, b: int, extra_padding: int) -> tuple[Targets, list[int]]:

@@ -5,7 +5,9 @@ aligned mask logits) into the top-K scored (query, class) instances:
 
 1. video score of every (query, class) pair: ``sqrt(sigmoid(cls[q, c]) * softmax(obj[q])[0])`` over
    the C real classes (the last, background column is dropped);
-2. the K best pairs of the flattened (Q * C) scores; ``query = flat // C``, ``label = flat % C``;
+2. the K best pairs of the flattened (Q * C) scores; ``query = flat // C``, ``label = flat % C``
+   (K = ``top_k`` is an upper bound: a video with fewer pairs keeps them all, where the original's
+   ``torch.topk`` would fail);
 3. each frame's own score for that pair (same formula on the per-frame logits); frames scoring below
    ``0.1 *`` the video score have their whole mask set to the constant ``-1``;
 4. mask score = mean sigmoid of the mask logits over the positive pixels of all frames
@@ -16,6 +18,12 @@ returns instances is an implementation detail of torch. Here the K pairs are cho
 (equal scores at the K-th place: lower flat index first) and then listed by descending final
 score, ties by ascending flat index. Compare with the original as a set keyed by (query, label);
 the fixtures' ``canonical_order`` lists theirs by descending final score too.
+
+**One rule, two callers.** Each step is a function of its own (:func:`choose_instances`,
+:func:`ignored_frames`, :func:`blank_ignored_frames`, :func:`mask_score_sums` with
+:func:`mask_scores_from_sums`, :func:`rank_instances`). :func:`instance_inference` applies them to
+a whole tracked video; the streaming predictor (:mod:`ov2seg_jax.inference.streaming`) applies the
+same functions window by window, so batch and streaming cannot drift apart.
 
 :func:`masks_to_output` is the evaluator's ``sem_seg_postprocess`` followed by ``> 0``: bilinear
 resize (PyTorch ``align_corners=False``, no antialias) of the stride-4 mask logits to the padded
@@ -94,28 +102,30 @@ def _check_shape(name: str, arr: np.ndarray, expected: tuple[int | None, ...], l
         raise ValueError(f"{name} must be {layout} = {want}, got shape {arr.shape}")
 
 
-def instance_inference(
-    mask_cls,
-    mask_object_cls,
-    mask_pred,
-    mask_per_frame_cls,
-    mask_per_frame_object_cls,
-    top_k: int,
-) -> InstanceResult:
-    """The original's instance read-out for one video.
+class ChosenInstances(NamedTuple):
+    """The top-K (query, class) pairs of a video, in video-score order (ties: lower flat index).
 
-    ``mask_cls`` (Q, C+1) and ``mask_object_cls`` (Q, 2): frame-averaged aligned logits;
-    ``mask_pred`` (Q, T, h, w): aligned mask logits; ``mask_per_frame_cls`` (Q, T, C+1) and
-    ``mask_per_frame_object_cls`` (Q, T, 2): aligned per-frame logits; ``top_k``: how many
-    (query, class) pairs to keep (``TEST.DETECTIONS_PER_IMAGE``; the original fails when it
-    exceeds Q * C, and so does this).
+    ``flat_index`` (K,) int64 ``query * C + class``; ``class_scores`` (K,) float32 video scores;
+    ``query_index`` (K,) int64; ``labels`` (K,) int64.
+    """
+
+    flat_index: np.ndarray
+    class_scores: np.ndarray
+    query_index: np.ndarray
+    labels: np.ndarray
+
+
+def choose_instances(mask_cls, mask_object_cls, top_k: int) -> ChosenInstances:
+    """Step 1-2 of the read-out: the ``top_k`` best (query, class) pairs by video score.
+
+    ``mask_cls`` (Q, C+1) and ``mask_object_cls`` (Q, 2): frame-averaged logits.
+
+    **The top-K rule:** ``top_k`` is an upper bound. A video with fewer than ``top_k`` pairs
+    (Q * C, e.g. a small vocabulary) keeps all of them; the original's ``torch.topk`` would fail
+    there instead. ``top_k < 1`` is an error.
     """
     cls = np.asarray(mask_cls, dtype=np.float32)
     obj = np.asarray(mask_object_cls, dtype=np.float32)
-    masks = np.asarray(mask_pred, dtype=np.float32)
-    pf_cls = np.asarray(mask_per_frame_cls, dtype=np.float32)
-    pf_obj = np.asarray(mask_per_frame_object_cls, dtype=np.float32)
-
     _check_shape("mask_cls", cls, (None, None), "(Q, C+1)")
     q, c1 = cls.shape
     if c1 < 2:
@@ -124,59 +134,127 @@ def instance_inference(
         )
     num_classes = c1 - 1
     _check_shape("mask_object_cls", obj, (q, 2), "(Q, 2)")
-    _check_shape("mask_pred", masks, (q, None, None, None), "(Q, T, h, w)")
-    t = masks.shape[1]
-    _check_shape("mask_per_frame_cls", pf_cls, (q, t, c1), "(Q, T, C+1)")
-    _check_shape("mask_per_frame_object_cls", pf_obj, (q, t, 2), "(Q, T, 2)")
     top_k = int(top_k)
-    if not 1 <= top_k <= q * num_classes:
-        raise ValueError(f"top_k must be in [1, Q*C = {q * num_classes}], got {top_k}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    top_k = min(top_k, q * num_classes)
 
     flat_scores = pair_scores(cls, obj).reshape(-1)  # (Q*C,), index = query * C + class
     # The K best pairs; among equal scores at the boundary the lower flat index wins (a stable
     # sort of the negated scores). The original's unsorted torch.topk leaves that choice open.
     flat_index = np.argsort(-flat_scores, kind="stable")[:top_k].astype(np.int64)
-    class_scores = flat_scores[flat_index]
-    query_index = flat_index // num_classes
-    labels = flat_index % num_classes
-
-    # Each frame's own score for the chosen (query, class): (K, T).
-    frame_cls = pf_cls[query_index, :, labels]  # (K, T)
-    frame_cls_prob = _sigmoid(frame_cls)
-    frame_obj_prob = _object_probability(pf_obj[query_index])  # (K, T)
-    frame_scores = np.sqrt(frame_cls_prob * frame_obj_prob).astype(np.float32)
-    frame_ignored = frame_scores < class_scores[:, None] * np.float32(FRAME_IGNORE_RATIO)
-
-    inst_masks = masks[query_index]  # a copy (K, T, h, w)
-    inst_masks[frame_ignored] = np.float32(IGNORED_FRAME_FILL)
-    mask_scores = mask_score(inst_masks)
-    scores = (class_scores * mask_scores).astype(np.float32)
-    # Present the instances by descending final score, ties by ascending flat index.
-    order = np.lexsort((flat_index, -scores))
-    return InstanceResult(
-        scores=scores[order],
-        labels=labels[order],
-        query_index=query_index[order],
-        topk_flat_index=flat_index[order],
-        pred_masks=inst_masks[order],
-        frame_ignored=frame_ignored[order],
-        class_scores=class_scores[order],
-        mask_scores=mask_scores[order],
+    return ChosenInstances(
+        flat_index=flat_index,
+        class_scores=flat_scores[flat_index],
+        query_index=flat_index // num_classes,
+        labels=flat_index % num_classes,
     )
 
 
-def mask_score(mask_logits: np.ndarray) -> np.ndarray:
-    """Mean sigmoid over the positive pixels of each instance: (K, ...) -> (K,) float32.
+def ignored_frames(frame_class_logits, frame_object_logits, class_scores) -> np.ndarray:
+    """Step 3: which frames of each chosen instance are blanked (bool (..., K)).
 
-    ``sum(sigmoid(m) * (m > 0)) / (count(m > 0) + 1e-6)`` over every axis but the first; the sums
-    are accumulated in float64 (the original sums in float32; the difference is far below 1e-6).
+    ``frame_class_logits`` (..., K): each frame's logit of the instance's class;
+    ``frame_object_logits`` (..., K, 2): each frame's object logits of the instance's query;
+    ``class_scores`` (K,): the video scores. A frame is ignored when its own score
+    ``sqrt(sigmoid(cls) * softmax(obj)[0])`` is below ``0.1 *`` the video score.
+    """
+    cls_prob = _sigmoid(frame_class_logits)
+    obj_prob = _object_probability(frame_object_logits)
+    frame_scores = np.sqrt(cls_prob * obj_prob).astype(np.float32)
+    return frame_scores < np.asarray(class_scores, np.float32) * np.float32(FRAME_IGNORE_RATIO)
+
+
+def blank_ignored_frames(masks: np.ndarray, ignored: np.ndarray) -> None:
+    """Write the original's constant into the ignored frames' masks, in place.
+
+    ``masks`` (A, B, h, w) float32 and ``ignored`` (A, B) bool in the same layout ((K, T) or (T, K)).
+    """
+    masks[ignored] = np.float32(IGNORED_FRAME_FILL)
+
+
+def mask_score_sums(mask_logits: np.ndarray, axis) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4's sums over ``axis``: ``sum(sigmoid(m) * (m > 0))`` and ``count(m > 0)``, float64.
+
+    Sums of separate frames add up, so a video can be scored window by window; finish with
+    :func:`mask_scores_from_sums`. (The original sums in float32; the difference is far below
+    1e-6.)
     """
     m = np.asarray(mask_logits, dtype=np.float32)
-    m = m.reshape(m.shape[0], -1)
     positive = m > 0
-    num = np.sum(np.where(positive, _sigmoid(m), np.float32(0.0)), axis=1, dtype=np.float64)
-    den = np.sum(positive, axis=1, dtype=np.float64) + MASK_SCORE_EPS
-    return (num / den).astype(np.float32)
+    num = np.sum(np.where(positive, _sigmoid(m), np.float32(0.0)), axis=axis, dtype=np.float64)
+    den = np.sum(positive, axis=axis, dtype=np.float64)
+    return num, den
+
+
+def mask_scores_from_sums(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Mean sigmoid over the positive pixels: ``num / (den + 1e-6)`` as float32."""
+    return (np.asarray(num) / (np.asarray(den) + MASK_SCORE_EPS)).astype(np.float32)
+
+
+def mask_score(mask_logits: np.ndarray) -> np.ndarray:
+    """Mean sigmoid over the positive pixels of each instance: (K, ...) -> (K,) float32."""
+    m = np.asarray(mask_logits, dtype=np.float32)
+    return mask_scores_from_sums(*mask_score_sums(m.reshape(m.shape[0], -1), axis=1))
+
+
+def rank_instances(
+    chosen: ChosenInstances, mask_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final scores (video score * mask score, (K,) float32) and the order the instances are
+    listed in: descending final score, ties by ascending flat index."""
+    scores = (chosen.class_scores * np.asarray(mask_scores, np.float32)).astype(np.float32)
+    return scores, np.lexsort((chosen.flat_index, -scores))
+
+
+def instance_inference(
+    mask_cls,
+    mask_object_cls,
+    mask_pred,
+    mask_per_frame_cls,
+    mask_per_frame_object_cls,
+    top_k: int,
+) -> InstanceResult:
+    """The original's instance read-out for one video (the steps of the module docstring).
+
+    ``mask_cls`` (Q, C+1) and ``mask_object_cls`` (Q, 2): frame-averaged aligned logits;
+    ``mask_pred`` (Q, T, h, w): aligned mask logits; ``mask_per_frame_cls`` (Q, T, C+1) and
+    ``mask_per_frame_object_cls`` (Q, T, 2): aligned per-frame logits; ``top_k``: at most how
+    many (query, class) pairs to keep (``TEST.DETECTIONS_PER_IMAGE``; see
+    :func:`choose_instances` for the rule when it exceeds Q * C).
+    """
+    cls = np.asarray(mask_cls, dtype=np.float32)
+    masks = np.asarray(mask_pred, dtype=np.float32)
+    pf_cls = np.asarray(mask_per_frame_cls, dtype=np.float32)
+    pf_obj = np.asarray(mask_per_frame_object_cls, dtype=np.float32)
+    _check_shape("mask_cls", cls, (None, None), "(Q, C+1)")
+    q, c1 = cls.shape
+    _check_shape("mask_pred", masks, (q, None, None, None), "(Q, T, h, w)")
+    t = masks.shape[1]
+    _check_shape("mask_per_frame_cls", pf_cls, (q, t, c1), "(Q, T, C+1)")
+    _check_shape("mask_per_frame_object_cls", pf_obj, (q, t, 2), "(Q, T, 2)")
+
+    chosen = choose_instances(cls, mask_object_cls, top_k)
+    query_index = chosen.query_index
+    frame_ignored = ignored_frames(
+        pf_cls[query_index, :, chosen.labels].T,  # (T, K)
+        pf_obj[query_index].transpose(1, 0, 2),  # (T, K, 2)
+        chosen.class_scores,
+    ).T  # (K, T)
+    inst_masks = masks[query_index]  # a copy (K, T, h, w)
+    blank_ignored_frames(inst_masks, frame_ignored)
+    mask_scores = mask_score(inst_masks)
+    scores, order = rank_instances(chosen, mask_scores)
+    return InstanceResult(
+        scores=scores[order],
+        labels=chosen.labels[order],
+        query_index=query_index[order],
+        topk_flat_index=chosen.flat_index[order],
+        pred_masks=inst_masks[order],
+        frame_ignored=frame_ignored[order],
+        class_scores=chosen.class_scores[order],
+        mask_scores=mask_scores[order],
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ def initialize(dist: ml_collections.ConfigDict) -> None:
     left empty/0 on platforms where JAX discovers them (Cloud TPU, SLURM); set
     ``auto_detect=True`` there.
     """
-    if dist.get("auto_detect", False):
+    if dist.auto_detect:
         jax.distributed.initialize()
         return
     if dist.num_processes <= 1:

@@ -29,7 +29,13 @@ from ov2seg_jax.models.ov2seg import build_model
 from ov2seg_jax.train import checkpoints, distributed, sharding
 from ov2seg_jax.train.metrics_writer import MetricsWriter
 from ov2seg_jax.train.optimizer import format_rules_table, learning_rate_schedule, make_optimizer
-from ov2seg_jax.train.state import TrainState, create_train_state, model_variables
+from ov2seg_jax.train.state import (
+    TrainState,
+    abstract_train_state,
+    init_sharded_train_state,
+    model_variables,
+    shard_train_state,
+)
 from ov2seg_jax.train.step import make_train_step
 
 # (variables, step) -> metrics to log (e.g. AP); called every ``train.eval_every`` steps.
@@ -49,12 +55,23 @@ class TrainResult:
     variables: dict  # the final model variables, on the host
 
 
+def variables_fn(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray, seed: int):
+    """A traceable ``() -> variables`` ({'params', 'frozen'}): the model's init from ``seed`` on a
+    dummy ``cfg.init_image_size`` frame (for ``jax.eval_shape`` and ``jit``)."""
+    size = cfg.init_image_size
+    classifier = np.asarray(classifier, np.float32)
+
+    def init():
+        images = jnp.zeros((1, size, size, 3), jnp.float32)
+        rngs = {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
+        return model.init(rngs, images, jnp.asarray(classifier))
+
+    return init
+
+
 def init_variables(model, cfg: ml_collections.ConfigDict, classifier: np.ndarray, seed: int):
     """Fresh model variables ({'params', 'frozen'}) from ``seed``."""
-    size = cfg.get("init_image_size", 64)
-    images = jnp.zeros((1, size, size, 3), jnp.float32)
-    rngs = {"params": jax.random.key(seed), "dropout": jax.random.key(seed + 1)}
-    return jax.jit(lambda: model.init(rngs, images, jnp.asarray(classifier)))()
+    return jax.jit(variables_fn(model, cfg, classifier, seed))()
 
 
 def initial_state(
@@ -65,18 +82,21 @@ def initial_state(
     *,
     init_fn: Callable[[dict], dict] | None = None,
 ):
-    """Fresh ``(state, state_shardings, tx, rules_table)``, the state placed on ``mesh``.
+    """Fresh ``(state, state_shardings, tx, rules_table)``, the state sharded over ``mesh``.
 
-    ``init_fn`` may replace parts of the fresh variables (a pretrained backbone).
+    Shard, then initialise: the shardings are chosen from the abstract state
+    (``jax.eval_shape``) and the state is computed under ``jit`` into them, never whole on one
+    device. ``init_fn`` may replace parts of the fresh variables (a pretrained backbone, merged
+    on the host); the state is then rebuilt from them into the same shardings.
     """
-    variables = init_variables(model, config.train, classifier, config.seed)
+    make_variables = variables_fn(model, config.train, classifier, config.seed)
+    tx, table = make_optimizer(config.optimizer, jax.eval_shape(make_variables)["params"])
+    abstract = abstract_train_state(make_variables, tx, config.seed)
+    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.fsdp)
+    state = init_sharded_train_state(make_variables, tx, config.seed, state_sh)
     if init_fn is not None:
-        variables = init_fn(variables)
-    tx, table = make_optimizer(config.optimizer, variables["params"])
-    state = create_train_state(variables, tx, config.seed)
-    abstract = jax.eval_shape(lambda s: s, state)
-    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
-    return jax.device_put(state, state_sh), state_sh, tx, table
+        state = shard_train_state(init_fn(model_variables(state)), tx, config.seed, state_sh)
+    return state, state_sh, tx, table
 
 
 def jitted_train_step(
@@ -142,7 +162,7 @@ def train(
     manager = checkpoints.make_manager(
         os.path.join(train_dir, "checkpoints"),
         keep=tc.keep_checkpoints,
-        best_metric=tc.get("best_metric", ""),
+        best_metric=tc.best_metric,
     )
 
     state, state_sh, tx, table = initial_state(

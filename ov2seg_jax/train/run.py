@@ -16,22 +16,6 @@ from ov2seg_jax.losses.federated import load_lvis_fed_weights
 from ov2seg_jax.train.loop import EvalFn, TrainResult, train
 
 
-def criterion_config(loss: ml_collections.ConfigDict) -> CriterionConfig:
-    return CriterionConfig(
-        class_weight=loss.class_weight,
-        object_weight=loss.object_weight,
-        mask_weight=loss.mask_weight,
-        dice_weight=loss.dice_weight,
-        num_points=loss.num_points,
-        oversample_ratio=loss.oversample_ratio,
-        importance_sample_ratio=loss.importance_sample_ratio,
-        federated=loss.federated,
-        num_fed_classes=loss.num_fed_classes,
-        class_loss_factor=loss.fed_factor,
-        object_empty_weight=loss.object_empty_weight,
-    )
-
-
 def class_weights(
     config: ml_collections.ConfigDict, num_classes: int, resolve
 ) -> np.ndarray | None:
@@ -63,7 +47,7 @@ def class_weights(
 
 def make_loss_terms_fn(config: ml_collections.ConfigDict, weights: np.ndarray | None):
     """(outputs, targets, rng) -> unweighted loss terms, and the weight of each term."""
-    cc = criterion_config(config.loss)
+    cc = CriterionConfig.from_config(config.loss)
     cw = None if weights is None else jnp.asarray(weights, jnp.float32)
     fn = functools.partial(compute_losses, config=cc, class_weights=cw)
     return fn, weight_dict(cc, num_aux=config.model.decoder.num_layers)
@@ -134,7 +118,7 @@ def make_eval_fn(
     dataset = split.dataset
     if not dataset.has_annotations:
         return None
-    max_videos = int(tc.get("eval_max_videos", 0))
+    max_videos = int(tc.eval_max_videos)
     gt = _subset_ground_truth(split.ground_truth, max_videos)
     predictor = None
 

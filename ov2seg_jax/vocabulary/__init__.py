@@ -14,7 +14,7 @@ From a user's spec (names, a names file, a ``.npy`` classifier or a shipped data
 
     from ov2seg_jax.vocabulary import classifier_for
 
-    names, classifier = classifier_for("cat,dog", {"encoder": "clip", "clip_model": DIR}, 512)
+    names, classifier = classifier_for("cat,dog", config.vocabulary, 512)
 
 Command line: ``python -m data_prep.build_classifier --names "cat,dog" --clip DIR --out c.npy``.
 """

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ov2seg_jax.vocabulary.clip_text import DEFAULT_CLIP_MODEL, build_text_classifier
+from ov2seg_jax.config_fields import require
+from ov2seg_jax.vocabulary.clip_text import build_text_classifier
 from ov2seg_jax.vocabulary.names import clean_name, load_vocabulary, read_names_file
 from ov2seg_jax.vocabulary.shipped import (
     SHIPPED_DATASETS,
@@ -47,19 +48,17 @@ from ov2seg_jax.vocabulary.templates import (
 )
 
 ENCODERS = ("clip", "clip_torch", "compositional")
-DEFAULT_VOCABULARY_CONFIG = {
-    "encoder": "clip",
-    "clip_model": DEFAULT_CLIP_MODEL,
-    "templates": "ensemble",
-    "cache_dir": "",
-}
 
 
 def _field(cfg: Mapping | None, name: str):
+    """``config.vocabulary.<name>``; its value lives in configs/, so a missing one is an error."""
     if cfg is None:
-        return DEFAULT_VOCABULARY_CONFIG[name]
-    value = cfg.get(name, DEFAULT_VOCABULARY_CONFIG[name])
-    return DEFAULT_VOCABULARY_CONFIG[name] if value is None else value
+        raise ValueError(
+            "encoding names needs the vocabulary config (encoder, clip_model, templates, "
+            "cache_dir: config.vocabulary)"
+        )
+    require(cfg, "config.vocabulary", [name])
+    return cfg[name]
 
 
 def resolve_templates(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -150,7 +149,8 @@ def classifier_for(
     Args:
         spec: a dataset name, a ``.npy`` classifier, a ``.txt`` names file or ``"cat,dog"``.
         vocab_cfg: the ``vocabulary`` config block (``encoder``, ``clip_model``, ``templates``,
-            ``cache_dir``); None uses the defaults (CLIP ViT-B/32, the prompt ensemble).
+            ``cache_dir``, all required to encode names); None where ``spec`` needs no
+            encoder (a dataset or a ``.npy`` classifier).
         text_embed_dim: the model's text width D; every classifier must be ``(C, D)``.
 
     Returns:

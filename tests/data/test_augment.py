@@ -7,9 +7,17 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from configs import ov2seg_r50_lvvis
 from data_prep import fake_layouts
+from ov2seg_jax.config_fields import from_section
 from ov2seg_jax.data import augment
 from ov2seg_jax.data.pipeline import augment_example
+
+
+def _lsj(**overrides) -> augment.LSJConfig:
+    """The default config's jitter (the original's LVIS recipe) with a test's changes."""
+    data = ov2seg_r50_lvvis.get_config().data
+    return from_section(augment.LSJConfig, data, "config.data", **overrides)
 
 
 def _params(flip: bool, out_h: int, out_w: int, off_y: int, off_x: int) -> augment.LSJParams:
@@ -31,7 +39,7 @@ def _scene(height: int = 24, width: int = 32, seed: int = 0):
 def test_nearest_upsample_crop_pad_flip_equals_numpy():
     """Scale x2 (nearest: each pixel repeated), crop 20x20 at (3, 5), with and without flip."""
     img, masks = _scene(height=12, width=16)
-    cfg = augment.LSJConfig(image_size=20, interpolation="nearest")
+    cfg = _lsj(image_size=20, interpolation="nearest")
     for flip in (False, True):
         p = _params(flip, 24, 32, 3, 5)
         out = augment.transform_frames(tf.constant(img[None]), p, cfg).numpy()[0]
@@ -48,7 +56,7 @@ def test_nearest_upsample_crop_pad_flip_equals_numpy():
 
 def test_downscale_pads_bottom_right_with_128_and_marks_padding():
     img, masks = _scene()
-    cfg = augment.LSJConfig(image_size=40, interpolation="nearest")
+    cfg = _lsj(image_size=40, interpolation="nearest")
     p = _params(False, 12, 16, 0, 0)  # x0.5
     out = augment.transform_frames(tf.constant(img[None]), p, cfg).numpy()[0]
     out_m = augment.transform_masks(tf.constant(masks), p, cfg).numpy()
@@ -68,7 +76,7 @@ def test_bilinear_matches_pil_resize_then_crop(size):
     """detectron2 resizes with PIL bilinear (antialiased); ours agrees within 1 grey level."""
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    cfg = augment.LSJConfig(image_size=32)
+    cfg = _lsj(image_size=32)
     oh, ow = size
     oy, ox = max(oh - 32, 0) // 2, max(ow - 32, 0) // 3
     out = augment.transform_frames(tf.constant(img[None]), _params(False, oh, ow, oy, ox), cfg)
@@ -82,7 +90,7 @@ def test_bilinear_matches_pil_resize_then_crop(size):
 
 def test_sample_lsj_follows_detectron2_formulas():
     """Recompute the draw from the same stateless uniforms with numpy (ResizeScale, FixedSizeCrop)."""
-    cfg = augment.LSJConfig(image_size=64, min_scale=0.1, max_scale=2.0)
+    cfg = _lsj(image_size=64, min_scale=0.1, max_scale=2.0)
     seen_flip = set()
     for k in range(20):
         seed = tf.constant([7, k], tf.int64)
@@ -98,7 +106,7 @@ def test_sample_lsj_follows_detectron2_formulas():
         assert bool(p.flip) == (u[0] < 0.5)
         seen_flip.add(bool(p.flip))
     assert seen_flip == {False, True}
-    no_flip = augment.LSJConfig(image_size=64, random_flip=False)
+    no_flip = _lsj(image_size=64, random_flip=False)
     assert not any(
         bool(augment.sample_lsj(tf.constant([7, k], tf.int64), 48, 80, no_flip).flip)
         for k in range(10)
@@ -109,9 +117,7 @@ def test_sample_lsj_follows_detectron2_formulas():
 def test_masks_select_their_instance_colour_under_random_lsj(interpolation):
     """Every transformed mask covers exactly the pixels painted in its instance's colour."""
     img, masks = _scene(height=36, width=48, seed=2)
-    cfg = augment.LSJConfig(
-        image_size=48, min_scale=0.5, max_scale=2.0, interpolation=interpolation
-    )
+    cfg = _lsj(image_size=48, min_scale=0.5, max_scale=2.0, interpolation=interpolation)
     labels = tf.constant([0, 1, 2], tf.int32)
     checked = 0
     for k in range(12):
@@ -147,7 +153,7 @@ def test_masks_select_their_instance_colour_under_random_lsj(interpolation):
 
 def test_eager_equals_inside_tf_data():
     img, masks = _scene(seed=3)
-    cfg = augment.LSJConfig(image_size=32)
+    cfg = _lsj(image_size=32)
     frames = np.stack([img, img])
     clip_masks = np.stack([masks, masks])
     labels = np.array([4, 5, 6], np.int32)
@@ -179,7 +185,7 @@ def test_instance_absent_from_a_frame_is_invalid_there_and_empty_ones_are_droppe
     clip = np.stack([masks, masks]).copy()
     clip[1, 0] = 0  # instance 0 absent from frame 1
     clip[:, 1] = 0  # instance 1 absent everywhere: dropped
-    cfg = augment.LSJConfig(image_size=32, min_scale=1.0, max_scale=1.0, random_flip=False)
+    cfg = _lsj(image_size=32, min_scale=1.0, max_scale=1.0, random_flip=False)
     out = augment_example(
         tf.constant(np.stack([img, img])),
         tf.constant(clip),
@@ -195,6 +201,6 @@ def test_instance_absent_from_a_frame_is_invalid_there_and_empty_ones_are_droppe
 
 def test_bad_config_values_are_named():
     with pytest.raises(ValueError, match="min_scale"):
-        augment.LSJConfig(min_scale=2.0, max_scale=1.0)
+        _lsj(min_scale=2.0, max_scale=1.0)
     with pytest.raises(ValueError, match="interpolation"):
-        augment.LSJConfig(interpolation="cubic")
+        _lsj(interpolation="cubic")

@@ -42,6 +42,7 @@ def test_predictor_reproduces_the_original_on_two_windows(small):
         fm.converted.classifier,
         window_size=10,
         top_k=int(ref["scores"].shape[0]),
+        size_divisibility=32,
     )
     out = pred.predict(frames, output_size=tuple(int(x) for x in ref["output_size"]))
     ours = {

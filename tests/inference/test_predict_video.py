@@ -48,6 +48,7 @@ def _batch_reference(model_dir: str, classifier: np.ndarray, input_path: str):
         classifier,
         window_size=cfg.inference.window_size,
         top_k=cfg.inference.top_k,
+        size_divisibility=cfg.inference.size_divisibility,
     )
     source = open_video(input_path)
     frames = np.stack(list(network_frames(source, MIN_SIZE, 1333)))

@@ -31,7 +31,12 @@ def small_predictor(fixtures_root):
     jax.config.update("jax_default_matmul_precision", "highest")
     fm = FixtureModel(os.path.join(fixtures_root, "ov2seg_small"))
     return VideoPredictor(
-        fm.model, fm.converted.variables, fm.converted.classifier, window_size=10, top_k=50
+        fm.model,
+        fm.converted.variables,
+        fm.converted.classifier,
+        window_size=10,
+        top_k=50,
+        size_divisibility=32,
     )
 
 
@@ -42,7 +47,14 @@ def tiny_predictor(tiny_model_dir):
 
     variables = checkpoint.load_model(tiny_model_dir, abstract_variables(cfg.model))
     classifier = np.random.default_rng(1).standard_normal((3, 32)).astype(np.float32)
-    return VideoPredictor(build_model(cfg.model), variables, classifier, window_size=4, top_k=10)
+    return VideoPredictor(
+        build_model(cfg.model),
+        variables,
+        classifier,
+        window_size=4,
+        top_k=10,
+        size_divisibility=cfg.inference.size_divisibility,
+    )
 
 
 @pytest.mark.parametrize("cache_bytes", [1 << 30, 0], ids=["cached", "rerun"])
@@ -88,8 +100,12 @@ def test_one_compile_per_bucket_shared_across_videos_and_vocabularies(tiny_predi
         tiny_predictor.variables,
         rng.standard_normal((3, 32)).astype(np.float32),
         window_size=4,
+        top_k=10,
+        size_divisibility=32,
     )
-    StreamingPredictor(other).predict(lambda: iter(np.zeros((5, 40, 72, 3), np.uint8)), (40, 72))
+    StreamingPredictor(other, cache_bytes=1 << 30).predict(
+        lambda: iter(np.zeros((5, 40, 72, 3), np.uint8)), (40, 72)
+    )
     assert compiled >= 1 and other._forward is forward and forward._cache_size() == compiled
 
 
@@ -119,7 +135,7 @@ def test_memory_stays_flat_with_video_length(tiny_predictor):
 
 
 def test_frames_smaller_than_the_stride_are_refused(tiny_predictor):
-    streamer = StreamingPredictor(tiny_predictor)
+    streamer = StreamingPredictor(tiny_predictor, cache_bytes=1 << 30)
     frames = np.zeros((2, 16, 40, 3), np.uint8)
     with pytest.raises(ValueError, match="40x16 .* smaller than the network stride 32"):
         streamer.predict(lambda: iter(frames), (16, 40))

@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import ov2seg_r50_lvis
+from ov2seg_jax.config_fields import MissingConfigField
 from ov2seg_jax.losses import (
     CriterionConfig,
     LayerDraws,
@@ -31,6 +33,11 @@ from ov2seg_jax.parity.criterion_fixture import (
 from ov2seg_jax.parity.report import format_table
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _criterion(**overrides) -> CriterionConfig:
+    """The original's LVIS loss settings (configs/ov2seg_r50_lvis.py) with a test's changes."""
+    return CriterionConfig.from_config(ov2seg_r50_lvis.get_config().loss, **overrides)
 
 
 def _load_script():
@@ -150,7 +157,7 @@ def test_checker_cli_other_layer_counts_mismatch_and_bad_dirs(criterion_dir, tmp
 # --------------------------------------------------------------------------------------------
 
 B, Q, N, C, HW, MASK_HW = 2, 5, 4, 6, (6, 8), (24, 32)
-SMALL = CriterionConfig(num_points=16, federated=False)
+SMALL = _criterion(num_points=16, federated=False)
 
 
 def _random_outputs(seed: int, num_aux: int = 2) -> ModelOutputs:
@@ -222,7 +229,7 @@ def test_unfederated_class_and_object_losses_by_hand():
 
 def test_gradients_are_finite_under_jit_with_random_draws():
     outputs, targets = _random_outputs(2, num_aux=1), _random_targets(3)
-    config = CriterionConfig(num_points=16, num_fed_classes=4)
+    config = _criterion(num_points=16, num_fed_classes=4)
     weights = weight_dict(config, num_aux=1)
     class_weights = jnp.asarray([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
 
@@ -252,7 +259,7 @@ def test_num_masks_normalisation():
 
 
 def test_weight_dict_and_total_loss():
-    config = CriterionConfig()
+    config = _criterion()
     weights = weight_dict(config, num_aux=2)
     assert list(weights)[:5] == [
         "loss_object_ce",
@@ -286,4 +293,13 @@ def test_bad_inputs_name_the_field():
     with pytest.raises(ValueError, match="class_weights"):
         compute_losses(outputs, targets, key, SMALL, class_weights=jnp.ones(C + 1))
     with pytest.raises(ValueError, match="importance_sample_ratio"):
-        CriterionConfig(importance_sample_ratio=1.5)
+        _criterion(importance_sample_ratio=1.5)
+
+
+def test_a_loss_config_missing_a_field_names_it():
+    loss = ov2seg_r50_lvis.get_config().loss
+    del loss["class_loss_factor"]
+    with pytest.raises(MissingConfigField, match=r"config\.loss\.class_loss_factor"):
+        CriterionConfig.from_config(loss)
+    # Fields of the section that the criterion does not read are for other readers.
+    assert CriterionConfig.from_config(ov2seg_r50_lvis.get_config().loss).class_loss_factor == 1.7

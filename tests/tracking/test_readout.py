@@ -16,9 +16,12 @@ import pytest
 from ov2seg_jax.parity.report import format_table
 from ov2seg_jax.parity.tracking_fixture import check_post_processing
 from ov2seg_jax.tracking.readout import (
+    choose_instances,
     instance_inference,
     iter_masks_to_output,
     mask_score,
+    mask_score_sums,
+    mask_scores_from_sums,
     masks_to_output,
 )
 from ov2seg_jax.tracking.tracker import track_video
@@ -144,8 +147,41 @@ def test_readout_shape_errors():
         instance_inference(cls, obj, masks, pf_cls[:, :1], pf_obj, 2)
     with pytest.raises(ValueError, match=r"mask_pred must be \(Q, T, h, w\)"):
         instance_inference(cls, obj, masks[:, 0], pf_cls, pf_obj, 2)
-    with pytest.raises(ValueError, match=r"top_k must be in \[1, Q\*C = 9\], got 10"):
-        instance_inference(cls, obj, masks, pf_cls, pf_obj, 10)
+    with pytest.raises(ValueError, match=r"top_k must be at least 1, got 0"):
+        instance_inference(cls, obj, masks, pf_cls, pf_obj, 0)
+
+
+def test_top_k_beyond_the_pairs_keeps_every_pair():
+    """``top_k`` is an upper bound: Q * C = 6 pairs with top_k = 10 gives all 6, in the order
+    (and with the scores) that top_k = 6 gives."""
+    rng = np.random.default_rng(3)
+    cls = rng.standard_normal((3, 3)).astype(np.float32)
+    obj = rng.standard_normal((3, 2)).astype(np.float32)
+    masks = rng.standard_normal((3, 2, 2, 2)).astype(np.float32)
+    pf_cls = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    pf_obj = rng.standard_normal((3, 2, 2)).astype(np.float32)
+    exact = instance_inference(cls, obj, masks, pf_cls, pf_obj, top_k=6)
+    over = instance_inference(cls, obj, masks, pf_cls, pf_obj, top_k=10)
+    assert sorted(over.topk_flat_index.tolist()) == list(range(6))
+    np.testing.assert_array_equal(over.topk_flat_index, exact.topk_flat_index)
+    np.testing.assert_array_equal(over.scores, exact.scores)
+    assert len(choose_instances(cls, obj, top_k=10).flat_index) == 6
+
+
+def test_mask_score_sums_add_up_over_windows():
+    """Scoring frame windows one by one (as streaming does) equals scoring the whole video."""
+    rng = np.random.default_rng(4)
+    m = rng.standard_normal((5, 3, 4, 6)).astype(np.float32)  # (T, K, h, w)
+    num = np.zeros(3)
+    den = np.zeros(3)
+    for start in (0, 2, 4):
+        n, d = mask_score_sums(m[start : start + 2], axis=(0, 2, 3))
+        num, den = num + n, den + d
+    whole = mask_score(m.transpose(1, 0, 2, 3))
+    np.testing.assert_allclose(mask_scores_from_sums(num, den), whole, rtol=1e-6)
+    s = 1.0 / (1.0 + np.exp(-m.astype(np.float64)))
+    expected = (s * (m > 0)).sum(axis=(0, 2, 3)) / ((m > 0).sum(axis=(0, 2, 3)) + 1e-6)
+    np.testing.assert_allclose(whole, expected, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

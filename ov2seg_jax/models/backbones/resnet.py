@@ -57,9 +57,9 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """ResNet with Bottleneck blocks returning ``res2``..``res5`` (NHWC)."""
 
-    stage_sizes: Sequence[int] = (3, 4, 6, 3)
-    widths: Sequence[int] = (64, 128, 256, 512)
-    stem_width: int = 64
+    stage_sizes: Sequence[int]  # config.model.backbone fields (build_model); no defaults here
+    widths: Sequence[int]
+    stem_width: int
     dtype: jnp.dtype | None = None
 
     @property

@@ -331,10 +331,10 @@ class SwinTransformer(nn.Module):
     depths: tuple[int, ...]
     num_heads: tuple[int, ...]
     window_size: int
+    drop_path_rate: float  # config.model.backbone.drop_path_rate
     mlp_ratio: float = 4.0
     patch_size: int = 4
     patch_norm: bool = True
-    drop_path_rate: float = 0.3
     out_indices: tuple[int, ...] = (0, 1, 2, 3)
     dtype: Dtype = jnp.float32
 
@@ -410,7 +410,7 @@ def swin_preset(name: str) -> SwinSize:
 
 def swin_from_preset(name: str, **overrides: Any) -> SwinTransformer:
     """A :class:`SwinTransformer` with a preset's sizes; ``overrides`` set the other fields
-    (``drop_path_rate``, ``out_indices``, ``dtype``, ...)."""
+    (``drop_path_rate``, required, ``out_indices``, ``dtype``, ...)."""
     size = swin_preset(name)
     fields = dict(
         embed_dim=size.embed_dim,
