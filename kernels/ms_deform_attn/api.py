@@ -18,11 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.ms_deform_attn import cpu
-from kernels.ms_deform_attn.reference import (
-    SpatialShapes,
-    compute_dtype,
-    ms_deform_attn_reference,
-)
+from kernels.ms_deform_attn.reference import compute_dtype, ms_deform_attn_reference
+from kernels.ms_deform_attn.shapes import SpatialShapes
 from kernels.ms_deform_attn.vjp import KERNELS, ms_deform_attn_pallas
 
 Implementation = Callable[[jax.Array, SpatialShapes, jax.Array, jax.Array], jax.Array]

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from kernels.ms_deform_attn.reference import SpatialShapes, compute_dtype
+from kernels.ms_deform_attn.reference import compute_dtype
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
 _NATIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
 _HANDLERS = {

@@ -57,8 +57,8 @@ from kernels.ms_deform_attn.check import (
 )
 from kernels.ms_deform_attn.heuristics import gpu_block_sizes, tpu_block_sizes
 from kernels.ms_deform_attn.shapes import TEST_SHAPES, MSDAShape, encoder_shape, make_inputs
+from kernels.report import Tolerance, compare, format_table
 from ov2seg_jax.parity.paths import fixtures_dir
-from ov2seg_jax.parity.report import Tolerance, compare, format_table
 
 _NO_FIXTURES = "<msda fixtures absent>"
 
