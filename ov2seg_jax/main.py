@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ov2seg_jax import modes
+from ov2seg_jax.compile_cache import enable_compilation_cache
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
+        enable_compilation_cache(config.compilation_cache_dir)
         modes.MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
     except modes.UserError as e:
         print(f"error: {e}", file=sys.stderr)
