@@ -64,18 +64,31 @@ def initial_state(
     mesh,
     *,
     init_fn: Callable[[dict], dict] | None = None,
+    abstract: bool = False,
 ):
     """Fresh ``(state, state_shardings, tx, rules_table)``, the state placed on ``mesh``.
 
-    ``init_fn`` may replace parts of the fresh variables (a pretrained backbone).
+    ``init_fn`` may replace parts of the fresh variables (a pretrained backbone). ``abstract``
+    returns the state as ``jax.ShapeDtypeStruct`` leaves with their shardings, computed with
+    ``jax.eval_shape`` (no ``model.init`` runs): the restore target of a resumed run.
     """
-    variables = init_variables(model, config.train, classifier, config.seed)
-    if init_fn is not None:
-        variables = init_fn(variables)
+    if abstract:
+        variables = jax.eval_shape(
+            lambda: init_variables(model, config.train, classifier, config.seed)
+        )
+    else:
+        variables = init_variables(model, config.train, classifier, config.seed)
+        if init_fn is not None:
+            variables = init_fn(variables)
     tx, table = make_optimizer(config.optimizer, variables["params"])
+    state = jax.eval_shape(lambda v: create_train_state(v, tx, config.seed), variables)
+    state_sh = sharding.state_shardings(mesh, state, fsdp=config.distributed.get("fsdp", False))
+    if abstract:
+        state = jax.tree.map(
+            lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), state, state_sh
+        )
+        return state, state_sh, tx, table
     state = create_train_state(variables, tx, config.seed)
-    abstract = jax.eval_shape(lambda s: s, state)
-    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.get("fsdp", False))
     return jax.device_put(state, state_sh), state_sh, tx, table
 
 
@@ -145,21 +158,14 @@ def train(
         best_metric=tc.get("best_metric", ""),
     )
 
+    # A resumed run restores into eval_shape targets: no model.init of weights it overwrites.
+    resuming = manager.latest_step() is not None
     state, state_sh, tx, table = initial_state(
-        config,
-        model,
-        classifier,
-        mesh,
-        init_fn=init_fn if manager.latest_step() is None else None,
+        config, model, classifier, mesh, init_fn=init_fn, abstract=resuming
     )
-    abstract = jax.eval_shape(lambda s: s, state)
-
-    restored = checkpoints.restore_latest(
-        manager,
-        jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
-        ),
-    )
+    restored = checkpoints.restore_latest(manager, state) if resuming else None
+    if restored is None and resuming:
+        state, state_sh, tx, table = initial_state(config, model, classifier, mesh, init_fn=init_fn)
     data_position = 0
     if restored is not None:
         state, meta = restored
