@@ -57,6 +57,10 @@ def get_config() -> ConfigDict:
     # up in the metadata folder ($OV2SEG_METADATA, default shared/metadata beside the checkout).
     c.classifier = ConfigDict(dict(path="datasets/metadata/fg_bg_5_10_lvvis_ens.npy"))
 
+    # jax's persistent compilation cache (a second process reuses the first one's executables;
+    # see ov2seg_jax/compile_cache.py); "" turns it off.
+    c.compilation_cache_dir = "~/.cache/ov2seg-jax/xla"
+
     c.inference = ConfigDict(
         dict(
             window_size=10,

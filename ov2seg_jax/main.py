@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from configs import ov2seg_r50_lvvis
 from ov2seg_jax import modes
+from ov2seg_jax.compile_cache import enable_compilation_cache
 from ov2seg_jax.config_fields import MissingConfigField, check_complete
 from ov2seg_jax.end_to_end import run_end_to_end
 
@@ -42,6 +43,7 @@ def main(argv: list[str]) -> None:
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
         check_complete(config, ov2seg_r50_lvvis.get_config())
+        enable_compilation_cache(config.compilation_cache_dir)
         MODES[_MODE.value or config.default_mode](config, workdir)
     except (modes.UserError, MissingConfigField) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "--implementation",
         action="append",
         choices=available_implementations(),
-        help="default: the compiled ones (xla, and the Pallas kernel of a GPU/TPU backend)",
+        help="default: the compiled ones (xla; cpu on CPU; the Pallas kernel of a GPU/TPU)",
     )
     parser.add_argument(
         "--dtype", action="append", choices=("float32", "bfloat16"), help="default: both"
@@ -170,7 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     backend = jax.default_backend()
-    compiled = ("xla",) if backend == "cpu" else available_implementations()
+    compiled = (
+        tuple(name for name in available_implementations() if not name.startswith("pallas"))
+        if backend == "cpu"
+        else available_implementations()
+    )
     implementations = tuple(args.implementation or compiled)
     shapes = [s for s in BENCH_SHAPES if not args.shape or s.name in args.shape]
     if args.batch:

@@ -30,7 +30,7 @@ from kernels.ms_deform_attn.check import (  # noqa: E402
     load_case,
     supports,
 )
-from ov2seg_jax.parity.report import Row, format_table  # noqa: E402
+from kernels.report import Row, format_table  # noqa: E402
 
 
 def check_folder(root: str, implementations: tuple[str, ...], dtypes: tuple[str, ...]) -> list[Row]:

@@ -1,7 +1,8 @@
 """Multi-scale deformable attention (MSDA) core of OV2Seg's pixel decoder.
 
 ``ms_deform_attn`` is the only entry point the model uses; ``implementation`` selects the backend
-(the pure-JAX reference ``"xla"``, or the Pallas kernels ``"pallas_gpu"`` and ``"pallas_tpu"``).
+(the pure-JAX reference ``"xla"``, the native CPU core ``"cpu"``, or the Pallas kernels
+``"pallas_gpu"`` and ``"pallas_tpu"``).
 """
 
 from kernels.ms_deform_attn.api import (

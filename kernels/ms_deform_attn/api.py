@@ -1,7 +1,8 @@
 """Public entry point of the multi-scale deformable attention core: input checks and dispatch.
 
 The model calls :func:`ms_deform_attn` and never an implementation directly: the pure-JAX
-reference and the Pallas kernels (GPU and TPU) sit behind the ``implementation`` switch. Every
+reference, the native CPU implementation and the Pallas kernels (GPU and TPU) sit behind the
+``implementation`` switch. Every
 call validates shapes and dtypes up front, while they are still static, and raises an error
 naming the offending argument: a shape slip in the model then fails loudly at trace time instead
 of producing a silently wrong gather.
@@ -16,24 +17,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.ms_deform_attn.reference import (
-    SpatialShapes,
-    compute_dtype,
-    ms_deform_attn_reference,
-)
+from kernels.ms_deform_attn import cpu
+from kernels.ms_deform_attn.reference import compute_dtype, ms_deform_attn_reference
+from kernels.ms_deform_attn.shapes import SpatialShapes
 from kernels.ms_deform_attn.vjp import KERNELS, ms_deform_attn_pallas
 
 Implementation = Callable[[jax.Array, SpatialShapes, jax.Array, jax.Array], jax.Array]
 
-IMPLEMENTATIONS: tuple[str, ...] = ("xla", "pallas_gpu", "pallas_tpu")
+IMPLEMENTATIONS: tuple[str, ...] = ("xla", "cpu", "pallas_gpu", "pallas_tpu")
 
-# What "auto" picks per jax backend; anything else (CPU) runs the reference.
-AUTO_BY_BACKEND: dict[str, str] = {"gpu": "pallas_gpu", "tpu": "pallas_tpu"}
+# Device kinds (``jax.devices()[0].device_kind``) on which a Pallas kernel has passed
+# ``scripts/check_msda.py`` compiled (not interpreted), with the kernel "auto" may pick there. A
+# kernel that never ran on a device kind is not picked by default: "auto" runs the reference there,
+# and the kernel stays one ``implementation=`` away. ``scripts/device_check.sh`` prints the line to
+# add after a passing run.
+VALIDATED_DEVICE_KINDS: dict[str, str] = {}
 
 
 # Compute dtypes each implementation supports (half-precision inputs compute in float32).
 COMPUTE_DTYPES: dict[str, tuple[str, ...]] = {
     "xla": ("float32", "float64"),
+    "cpu": ("float32", "float64"),
     "pallas_gpu": ("float32", "float64"),
     "pallas_tpu": ("float32",),
 }
@@ -42,35 +46,60 @@ COMPUTE_DTYPES: dict[str, tuple[str, ...]] = {
 def _implementation(name: str) -> Implementation:
     if name == "xla":
         return ms_deform_attn_reference
+    if name == "cpu":
+        return cpu.ms_deform_attn_cpu
     return functools.partial(ms_deform_attn_pallas, kernel=name)
 
 
 def available_implementations(backend: str | None = None) -> tuple[str, ...]:
     """Names of the implementations that run on ``backend`` (default: jax's default backend).
 
-    The reference runs everywhere; each Pallas kernel runs compiled on its own backend, and both
-    run in interpret mode on CPU (slowly: for tests and debugging).
+    The reference runs everywhere; the native ``"cpu"`` implementation on the CPU backend once
+    built; each Pallas kernel runs compiled on its own backend, and both run in interpret mode on
+    CPU (slowly: for tests and debugging).
     """
     backend = backend or jax.default_backend()
     if backend == "cpu":
-        return IMPLEMENTATIONS
+        return tuple(name for name in IMPLEMENTATIONS if name != "cpu" or cpu.is_available())
     return ("xla", *(name for name, (_, platform) in KERNELS.items() if platform == backend))
+
+
+def auto_implementation(backend: str | None = None, device_kind: str | None = None) -> str:
+    """What ``"auto"`` runs: on CPU the native implementation when it is built (it is faster than
+    the reference and never materialises the corner tensor, see ``cpu.py``), else the reference;
+    on a GPU/TPU the kernel listed for the device kind in ``VALIDATED_DEVICE_KINDS``, else the
+    reference."""
+    backend = backend or jax.default_backend()
+    if backend == "cpu":
+        return "cpu" if cpu.is_available() else "xla"
+    if device_kind is None:
+        device_kind = jax.devices()[0].device_kind
+    kernel = VALIDATED_DEVICE_KINDS.get(device_kind)
+    if kernel is not None and KERNELS[kernel][1] == backend:
+        return kernel
+    return "xla"
 
 
 def resolve_implementation(implementation: str, dtype: jnp.dtype | None = None) -> str:
     """Map ``implementation`` to a concrete name, or raise ValueError saying what is available.
 
-    ``"auto"`` picks the backend's Pallas kernel (``AUTO_BY_BACKEND``), except for float64
-    computation, which stays on the reference.
+    ``"auto"`` is :func:`auto_implementation`, except that float64 computation on a GPU/TPU stays
+    on the reference.
     """
     available = available_implementations()
     if implementation == "auto":
-        if dtype is not None and jnp.dtype(dtype) == jnp.float64:
+        name = auto_implementation()
+        if name in KERNELS and dtype is not None and jnp.dtype(dtype) == jnp.float64:
             return "xla"
-        return AUTO_BY_BACKEND.get(jax.default_backend(), "xla")
+        return name
     if implementation in available:
         return implementation
     names = ", ".join(repr(name) for name in ("auto", *available))
+    if implementation == "cpu" and jax.default_backend() == "cpu":
+        raise ValueError(
+            "ms_deform_attn: implementation='cpu' needs the native library, which is not built; "
+            f"{cpu.BUILD_HINT}; available here: {names}"
+        )
     if implementation in IMPLEMENTATIONS:
         raise ValueError(
             f"ms_deform_attn: implementation={implementation!r} does not run on the "
@@ -189,10 +218,12 @@ def ms_deform_attn(
       sampling_locations: (N, Lq, M, L, P, 2) normalised (x, y); 0 and 1 are the outer edges of
         a level (pixel coordinate = x * W - 0.5). Points outside sample zeros.
       attention_weights: (N, Lq, M, L, P), already normalised over L*P.
-      implementation: ``"xla"`` (the pure-JAX reference, autodiff gradients), ``"pallas_gpu"``
+      implementation: ``"xla"`` (the pure-JAX reference, autodiff gradients), ``"cpu"`` (native
+        C++ forward and backward, CPU only, built by the package install), ``"pallas_gpu"``
         (Triton kernels, compiled on GPUs), ``"pallas_tpu"`` (Mosaic TPU kernels, compiled on
-        TPUs), or ``"auto"``: the backend's kernel on GPU/TPU, else the reference (and always the
-        reference for float64). On CPU the Pallas kernels run in interpret mode.
+        TPUs), or ``"auto"``: ``"cpu"`` on CPU when built; on GPU/TPU the kernel validated for
+        the device kind (``VALIDATED_DEVICE_KINDS``), else the reference. On CPU the Pallas
+        kernels run in interpret mode.
 
     Returns:
       (N, Lq, M*D) in ``value``'s dtype (channel = head * D + d); computed in float32 for half

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.ms_deform_attn.api import COMPUTE_DTYPES, ms_deform_attn, normalize_spatial_shapes
-from kernels.ms_deform_attn.reference import SpatialShapes
-from ov2seg_jax.parity.report import Row, Tolerance, compare
+from kernels.ms_deform_attn.shapes import SpatialShapes
+from kernels.report import Row, Tolerance, compare
 
 # Stored tensor name -> short label used in table rows.
 CHECKED_TENSORS: dict[str, str] = {

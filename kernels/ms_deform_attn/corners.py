@@ -1,11 +1,12 @@
 """Bilinear taps of one sampling point, as elementwise array math usable inside Pallas kernels.
 
 The reference (:mod:`kernels.ms_deform_attn.reference`) gathers packed 2x2 neighbourhoods; the
-kernels instead fetch (GPU) or select (TPU) each of the four neighbours on its own. Both follow
-the same rules, spelled out once here for the kernels:
+kernels instead fetch (GPU) or select (TPU) each of the four neighbours on its own. All of them
+take their taps from :func:`sample_taps`, the one place the rules are written (the native CPU
+core, ``native/msda_cpu.cc``, repeats them in C++):
 
 * location ``x`` maps to the pixel coordinate ``x * W - 0.5`` through grid_sample's own formula
-  (:func:`kernels.ms_deform_attn.reference.pixel_coordinate`), so rounding matches the original;
+  (:func:`pixel_coordinate`), so rounding matches the original;
 * the top-left neighbour is ``(floor(py), floor(px))`` and the fractions are ``p - floor(p)``, so
   the location gradient at an exact integer coordinate is the one-sided (floor-based) one;
 * a neighbour outside the level contributes zero and receives nothing; a sample whose whole
@@ -21,7 +22,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from kernels.ms_deform_attn.reference import pixel_coordinate
+
+def pixel_coordinate(loc: jax.Array, size: jax.Array | int) -> jax.Array:
+    """grid_sample's un-normalisation (align_corners=False) of the grid ``2 * loc - 1``."""
+    grid = 2 * loc - 1
+    return ((grid + 1) * size - 1) / 2
+
 
 # (dy, dx) of the four neighbours relative to the top-left one.
 CORNERS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))

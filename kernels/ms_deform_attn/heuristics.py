@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from kernels.ms_deform_attn.reference import SpatialShapes
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,8 @@ from jax.experimental.pallas import triton as plt
 
 from kernels.ms_deform_attn.corners import CORNERS, sample_taps
 from kernels.ms_deform_attn.heuristics import BlockSizes, gpu_block_sizes, next_power_of_two
-from kernels.ms_deform_attn.reference import SpatialShapes, compute_dtype
+from kernels.ms_deform_attn.reference import compute_dtype
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
 GPU_LOWERING = "triton"
 

@@ -37,7 +37,8 @@ from jax.experimental.pallas import tpu as pltpu
 
 from kernels.ms_deform_attn.corners import CORNERS, Taps, sample_taps
 from kernels.ms_deform_attn.heuristics import BlockSizes, tpu_block_sizes
-from kernels.ms_deform_attn.reference import SpatialShapes, compute_dtype
+from kernels.ms_deform_attn.reference import compute_dtype
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 

@@ -38,10 +38,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-SpatialShapes = tuple[tuple[int, int], ...]
+from kernels.ms_deform_attn.corners import CORNERS, pixel_coordinate, sample_taps
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
-# Order of the four neighbours inside a packed row: (dy, dx) offsets from the top-left neighbour.
-_CORNERS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (1, 0), (1, 1))
+__all__ = [
+    "SpatialShapes",
+    "bilinear_taps",
+    "compute_dtype",
+    "gather_neighbourhoods",
+    "ms_deform_attn_reference",
+    "pack_neighbours",
+    "packed_level_starts",
+    "pixel_coordinate",
+]
 
 
 def compute_dtype(*dtypes: jnp.dtype) -> jnp.dtype:
@@ -59,7 +68,7 @@ def pack_neighbours(value: jax.Array, spatial_shapes: SpatialShapes) -> jax.Arra
     """(N, S, M, D) values -> (N, S', M, 4, D) table of zero-padded 2x2 neighbourhoods.
 
     Level ``l`` contributes (H+1)*(W+1) rows; row ``(i, j)`` (row-major) holds the neighbourhood
-    whose top-left pixel is ``(i - 1, j - 1)`` of the level, neighbours in ``_CORNERS`` order.
+    whose top-left pixel is ``(i - 1, j - 1)`` of the level, neighbours in ``CORNERS`` order.
     """
     n, _, m, d = value.shape
     blocks = []
@@ -68,23 +77,9 @@ def pack_neighbours(value: jax.Array, spatial_shapes: SpatialShapes) -> jax.Arra
         level = value[:, start : start + h * w].reshape(n, h, w, m, d)
         start += h * w
         padded = jnp.pad(level, ((0, 0), (1, 1), (1, 1), (0, 0), (0, 0)))
-        corners = [padded[:, dy : dy + h + 1, dx : dx + w + 1] for dy, dx in _CORNERS]
+        corners = [padded[:, dy : dy + h + 1, dx : dx + w + 1] for dy, dx in CORNERS]
         blocks.append(jnp.stack(corners, axis=-2).reshape(n, (h + 1) * (w + 1), m, 4, d))
     return jnp.concatenate(blocks, axis=1)
-
-
-def _level_sizes(spatial_shapes: SpatialShapes, dtype: jnp.dtype) -> tuple[jax.Array, jax.Array]:
-    """Per-level heights and widths as (L, 1) constants that broadcast over the point axis."""
-    shapes = np.asarray(spatial_shapes, np.int64)
-    heights = jnp.asarray(shapes[:, 0:1], dtype)
-    widths = jnp.asarray(shapes[:, 1:2], dtype)
-    return heights, widths
-
-
-def pixel_coordinate(loc: jax.Array, size: jax.Array) -> jax.Array:
-    """grid_sample's un-normalisation (align_corners=False) of the grid ``2 * loc - 1``."""
-    grid = 2 * loc - 1
-    return ((grid + 1) * size - 1) / 2
 
 
 def bilinear_taps(
@@ -92,37 +87,30 @@ def bilinear_taps(
 ) -> tuple[jax.Array, jax.Array]:
     """Packed-table row and the four corner weights of every sampling point.
 
+    The tap rules are :func:`kernels.ms_deform_attn.corners.sample_taps`, applied level by level;
+    a parked sample (neighbourhood entirely outside) reads its level's first row with zero weight.
+
     Args:
       sampling_locations: (N, Lq, M, L, P, 2) normalised (x, y), already in the compute dtype.
       spatial_shapes: static (H, W) per level.
 
     Returns:
       rows: (N, Lq, M, L, P) int32 row of the packed table (level offset included).
-      weights: (N, Lq, M, L, P, 4) bilinear weights in ``_CORNERS`` order, zero for samples whose
+      weights: (N, Lq, M, L, P, 4) bilinear weights in ``CORNERS`` order, zero for samples whose
         neighbourhood lies entirely outside the level.
     """
-    dtype = sampling_locations.dtype
-    heights, widths = _level_sizes(spatial_shapes, dtype)
-    px = pixel_coordinate(sampling_locations[..., 0], widths)
-    py = pixel_coordinate(sampling_locations[..., 1], heights)
-    x0 = jnp.floor(px)
-    y0 = jnp.floor(py)
-    # The zero ring covers top-left neighbours in [-1, W-1] x [-1, H-1]; anything else (including
-    # non-finite locations, for which every comparison is false) reads row 0 with zero weight, so
-    # every row index is in bounds. Zeroing the fractions there as well keeps an infinite location
-    # from turning its (zero) gradient into NaN.
-    inside = (x0 >= -1) & (x0 <= widths - 1) & (y0 >= -1) & (y0 <= heights - 1)
-    fx = jnp.where(inside, px - x0, 0)
-    fy = jnp.where(inside, py - y0, 0)
-    col = jnp.where(inside, x0, -1).astype(jnp.int32) + 1
-    row = jnp.where(inside, y0, -1).astype(jnp.int32) + 1
-    starts = jnp.asarray(packed_level_starts(spatial_shapes)[:, None], jnp.int32)
-    rows = starts + row * (widths.astype(jnp.int32) + 1) + col
-    gx = (1 - fx, fx)
-    gy = (1 - fy, fy)
-    weights = jnp.stack([gy[dy] * gx[dx] for dy, dx in _CORNERS], axis=-1)
-    weights = jnp.where(inside[..., None], weights, jnp.zeros((), dtype))
-    return rows, weights
+    zero = jnp.zeros((), sampling_locations.dtype)
+    starts = packed_level_starts(spatial_shapes)
+    rows, weights = [], []
+    for level, (h, w) in enumerate(spatial_shapes):
+        taps = sample_taps(
+            sampling_locations[..., level, :, 0], sampling_locations[..., level, :, 1], h, w
+        )
+        # Packed row (i, j) holds the neighbourhood whose top-left pixel is (i - 1, j - 1).
+        rows.append(int(starts[level]) + (taps.y0 + 1) * (w + 1) + (taps.x0 + 1))
+        corner = jnp.stack([taps.corner_weight(dy, dx) for dy, dx in CORNERS], axis=-1)
+        weights.append(jnp.where(taps.inside[..., None], corner, zero))
+    return jnp.stack(rows, axis=3), jnp.stack(weights, axis=3)
 
 
 def gather_neighbourhoods(table: jax.Array, rows: jax.Array) -> jax.Array:

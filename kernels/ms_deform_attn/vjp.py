@@ -16,7 +16,8 @@ import jax
 
 from kernels.ms_deform_attn import pallas_gpu, pallas_tpu
 from kernels.ms_deform_attn.heuristics import BlockSizes
-from kernels.ms_deform_attn.reference import SpatialShapes, ms_deform_attn_reference
+from kernels.ms_deform_attn.reference import ms_deform_attn_reference
+from kernels.ms_deform_attn.shapes import SpatialShapes
 
 # Implementation name -> (kernel module, the jax backend it compiles for).
 KERNELS: dict[str, tuple[ModuleType, str]] = {

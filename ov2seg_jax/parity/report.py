@@ -1,62 +1,28 @@
-"""Comparison rows and the printed parity table shared by every fixture checker."""
+"""Comparison rows and the printed parity table shared by every fixture checker.
+
+``Tolerance``, ``Row``, ``compare`` and ``format_table`` are defined in :mod:`kernels.report`
+(the kernel checkers use them too); the model-level comparisons and the checker loop are here.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from kernels.report import Row, Tolerance, compare, format_table
 
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Elementwise bound ``|ours - ref| <= atol + rtol * |ref|``."""
-
-    atol: float
-    rtol: float = 0.0
-
-    def describe(self) -> str:
-        return f"atol={self.atol:g}" + (f" rtol={self.rtol:g}" if self.rtol else "")
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One line of a parity table."""
-
-    name: str
-    max_abs: float
-    max_rel: float  # max |ours - ref| divided by max |ref|
-    criterion: str
-    passed: bool
-    note: str = ""
-
-
-def compare(name: str, ours, ref, tol: Tolerance, note: str = "") -> Row:
-    """Compare two float arrays of the same shape against ``tol``."""
-    ours = np.asarray(ours, np.float64)
-    ref = np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        return Row(
-            name,
-            float("nan"),
-            float("nan"),
-            tol.describe(),
-            False,
-            f"shape {ours.shape} != reference {ref.shape}",
-        )
-    if ref.size == 0:
-        return Row(name, 0.0, 0.0, tol.describe(), True, note or "empty")
-    diff = np.abs(ours - ref)
-    if not np.all(np.isfinite(ours)):
-        return Row(name, float("inf"), float("inf"), tol.describe(), False, "non-finite values")
-    absmax = float(np.max(np.abs(ref)))
-    max_abs = float(diff.max())
-    passed = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(ref)))
-    return Row(
-        name, max_abs, max_abs / absmax if absmax > 0 else max_abs, tol.describe(), passed, note
-    )
+__all__ = [
+    "Row",
+    "Tolerance",
+    "check_dirs",
+    "compare",
+    "compare_exact",
+    "compare_fraction",
+    "format_table",
+]
 
 
 def compare_exact(name: str, ours, ref, note: str = "") -> Row:
@@ -106,24 +72,6 @@ def compare_fraction(name: str, ours, ref, max_fraction: float, note: str = "") 
         frac <= max_fraction,
         note or f"{mismatches} of {ref.size} pixels differ",
     )
-
-
-def format_table(rows: list[Row], title: str = "") -> str:
-    """Render rows as a fixed-width text table with a PASS/FAIL column."""
-    header = f"{'tensor':<44} {'max abs err':>12} {'max rel err':>12}  {'criterion':<28} result"
-    lines = [title] if title else []
-    lines += [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r.name:<44} {r.max_abs:>12.3e} {r.max_rel:>12.3e}  {r.criterion:<28} "
-            f"{'PASS' if r.passed else 'FAIL'}" + (f"  ({r.note})" if r.note else "")
-        )
-    failed = sum(not r.passed for r in rows)
-    lines.append(
-        f"{len(rows) - failed} of {len(rows)} rows within tolerance"
-        + (f", {failed} FAILED" if failed else "")
-    )
-    return "\n".join(lines)
 
 
 def check_dirs(dirs: Sequence[str], check_dir: Callable[[str], list[Row]]) -> int:

@@ -81,18 +81,28 @@ def initial_state(
     mesh,
     *,
     init_fn: Callable[[dict], dict] | None = None,
+    abstract: bool = False,
 ):
     """Fresh ``(state, state_shardings, tx, rules_table)``, the state sharded over ``mesh``.
 
     Shard, then initialise: the shardings are chosen from the abstract state
     (``jax.eval_shape``) and the state is computed under ``jit`` into them, never whole on one
     device. ``init_fn`` may replace parts of the fresh variables (a pretrained backbone, merged
-    on the host); the state is then rebuilt from them into the same shardings.
+    on the host); the state is then rebuilt from them into the same shardings. ``abstract``
+    returns the state as ``jax.ShapeDtypeStruct`` leaves with their shardings and runs no
+    ``model.init``: the restore target of a resumed run.
     """
     make_variables = variables_fn(model, config.train, classifier, config.seed)
     tx, table = make_optimizer(config.optimizer, jax.eval_shape(make_variables)["params"])
-    abstract = abstract_train_state(make_variables, tx, config.seed)
-    state_sh = sharding.state_shardings(mesh, abstract, fsdp=config.distributed.fsdp)
+    abstract_state = abstract_train_state(make_variables, tx, config.seed)
+    state_sh = sharding.state_shardings(mesh, abstract_state, fsdp=config.distributed.fsdp)
+    if abstract:
+        state = jax.tree.map(
+            lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+            abstract_state,
+            state_sh,
+        )
+        return state, state_sh, tx, table
     state = init_sharded_train_state(make_variables, tx, config.seed, state_sh)
     if init_fn is not None:
         state = shard_train_state(init_fn(model_variables(state)), tx, config.seed, state_sh)
@@ -165,21 +175,14 @@ def train(
         best_metric=tc.best_metric,
     )
 
+    # A resumed run restores into eval_shape targets: no model.init of weights it overwrites.
+    resuming = manager.latest_step() is not None
     state, state_sh, tx, table = initial_state(
-        config,
-        model,
-        classifier,
-        mesh,
-        init_fn=init_fn if manager.latest_step() is None else None,
+        config, model, classifier, mesh, init_fn=init_fn, abstract=resuming
     )
-    abstract = jax.eval_shape(lambda s: s, state)
-
-    restored = checkpoints.restore_latest(
-        manager,
-        jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, state_sh
-        ),
-    )
+    restored = checkpoints.restore_latest(manager, state) if resuming else None
+    if restored is None and resuming:
+        state, state_sh, tx, table = initial_state(config, model, classifier, mesh, init_fn=init_fn)
     data_position = 0
     if restored is not None:
         state, meta = restored

@@ -41,7 +41,12 @@ from kernels.ms_deform_attn import (
     ms_deform_attn,
     ms_deform_attn_pallas,
 )
-from kernels.ms_deform_attn.api import resolve_implementation
+from kernels.ms_deform_attn import cpu as cpu_native
+from kernels.ms_deform_attn.api import (
+    VALIDATED_DEVICE_KINDS,
+    auto_implementation,
+    resolve_implementation,
+)
 from kernels.ms_deform_attn.check import (
     CHECKED_TENSORS,
     check_case,
@@ -52,21 +57,22 @@ from kernels.ms_deform_attn.check import (
 )
 from kernels.ms_deform_attn.heuristics import gpu_block_sizes, tpu_block_sizes
 from kernels.ms_deform_attn.shapes import TEST_SHAPES, MSDAShape, encoder_shape, make_inputs
+from kernels.report import Tolerance, compare, format_table
 from ov2seg_jax.parity.paths import fixtures_dir
-from ov2seg_jax.parity.report import Tolerance, compare, format_table
 
 _NO_FIXTURES = "<msda fixtures absent>"
 
 # Every implementation that runs here; on CPU the Pallas kernels run in interpret mode.
 IMPLEMENTATIONS = available_implementations()
-PALLAS = tuple(name for name in IMPLEMENTATIONS if name != "xla")
+PALLAS = tuple(name for name in IMPLEMENTATIONS if name.startswith("pallas"))
+NATIVE = tuple(name for name in IMPLEMENTATIONS if name == "cpu")
 
 # (implementation, compute dtype) pairs of the shared test class. float64 runs on the reference
 # (the model's float64 path); pallas_gpu's float64 support is checked on one case below, and TPUs
 # have no float64.
-IMPLEMENTATION_DTYPES = [("xla", "float32"), ("xla", "float64")] + [
-    (name, "float32") for name in PALLAS
-]
+IMPLEMENTATION_DTYPES = [
+    (name, dtype) for name in ("xla", *NATIVE) for dtype in ("float32", "float64")
+] + [(name, "float32") for name in PALLAS]
 
 
 def _fixture_case_names() -> list[str]:
@@ -444,21 +450,51 @@ def test_vmap_matches_a_loop_and_spatial_shapes_may_be_an_array() -> None:
         np.testing.assert_allclose(batched[i], expected, rtol=0, atol=1e-6)
 
 
+def test_native_cpu_library_is_built() -> None:
+    """The package install compiles the native CPU core; a missing library is a build failure."""
+    assert cpu_native.is_available(), (
+        f"native MSDA library missing under {os.path.dirname(cpu_native.__file__)}/native: "
+        + cpu_native.BUILD_HINT
+    )
+
+
 def test_implementation_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    """CPU runs every implementation (Pallas in interpret mode) and "auto" is the reference there;
-    on a GPU/TPU "auto" is that backend's kernel, except for float64."""
-    assert available_implementations("cpu") == ("xla", "pallas_gpu", "pallas_tpu")
+    """CPU runs every implementation (Pallas in interpret mode) and "auto" is the native core
+    there; on a GPU/TPU "auto" is a kernel only on a device kind where it was validated, else the
+    reference, and always the reference for float64."""
+    assert available_implementations("cpu") == ("xla", "cpu", "pallas_gpu", "pallas_tpu")
     assert available_implementations("gpu") == ("xla", "pallas_gpu")
     assert available_implementations("tpu") == ("xla", "pallas_tpu")
     if jax.default_backend() == "cpu":
         value, locations, weights = make_inputs(_SMALL)
         levels = _SMALL.spatial_shapes
         auto = ms_deform_attn(value, levels, locations, weights, implementation="auto")
-        xla = ms_deform_attn(value, levels, locations, weights, implementation="xla")
-        np.testing.assert_array_equal(auto, xla)
+        native = ms_deform_attn(value, levels, locations, weights, implementation="cpu")
+        np.testing.assert_array_equal(auto, native)
+        assert resolve_implementation("auto", jnp.float32) == "cpu"
+        assert resolve_implementation("auto", jnp.float64) == "cpu"
+        monkeypatch.setattr(cpu_native, "is_available", lambda: False)
         assert resolve_implementation("auto", jnp.float32) == "xla"
-    for backend, kernel in (("gpu", "pallas_gpu"), ("tpu", "pallas_tpu")):
+        with pytest.raises(ValueError, match=r"implementation='cpu' needs the native library"):
+            resolve_implementation("cpu")
+    # No device kind is validated yet: the reference everywhere until a device run fills the table.
+    assert VALIDATED_DEVICE_KINDS == {}
+    assert auto_implementation("gpu", "NVIDIA H200") == "xla"
+    assert auto_implementation("tpu", "TPU v5 lite") == "xla"
+    monkeypatch.setitem(VALIDATED_DEVICE_KINDS, "NVIDIA H200", "pallas_gpu")
+    monkeypatch.setitem(VALIDATED_DEVICE_KINDS, "TPU v5 lite", "pallas_tpu")
+    assert auto_implementation("gpu", "NVIDIA H200") == "pallas_gpu"
+    assert auto_implementation("gpu", "NVIDIA A100") == "xla"
+    assert auto_implementation("tpu", "TPU v5 lite") == "pallas_tpu"
+    assert auto_implementation("gpu", "TPU v5 lite") == "xla"  # a kernel for another backend
+    for backend, kind, kernel in (
+        ("gpu", "NVIDIA H200", "pallas_gpu"),
+        ("tpu", "TPU v5 lite", "pallas_tpu"),
+    ):
         monkeypatch.setattr(jax, "default_backend", lambda backend=backend: backend)
+        monkeypatch.setattr(
+            jax, "devices", lambda kind=kind: [type("Device", (), {"device_kind": kind})()]
+        )
         assert resolve_implementation("auto", jnp.float32) == kernel
         assert resolve_implementation("auto", jnp.bfloat16) == kernel
         assert resolve_implementation("auto", jnp.float64) == "xla"

@@ -153,3 +153,33 @@ def test_bfloat16_compute_keeps_float32_master_weights():
     ref = float(out["float32"][1]["loss"])
     assert abs(float(metrics["loss"]) - ref) < 0.05 * ref, (float(metrics["loss"]), ref)
     assert float(out["float32"][1]["loss"]) != float(metrics["loss"])  # bfloat16 really ran
+
+
+def test_resume_target_is_abstract_and_matches_the_fresh_state(monkeypatch):
+    """A resumed run restores into ``jax.eval_shape`` targets: ``initial_state(abstract=True)``
+    never materialises the model's initial weights, and its shapes, dtypes and shardings equal
+    those of the fresh state."""
+    from ov2seg_jax.train import loop, sharding
+
+    c = toy_config()
+    model = build_model(c.model)
+    classifier = toy_classifier(c)
+    mesh = sharding.make_mesh()
+    concrete = []
+    real_init = loop.init_variables
+
+    def recording_init(*args, **kwargs):
+        out = real_init(*args, **kwargs)
+        concrete.append(not isinstance(jax.tree.leaves(out)[0], jax.core.Tracer))
+        return out
+
+    monkeypatch.setattr(loop, "init_variables", recording_init)
+    target, target_sh, _, _ = loop.initial_state(c, model, classifier, mesh, abstract=True)
+    assert concrete == [False]
+    fresh, fresh_sh, _, _ = loop.initial_state(c, model, classifier, mesh)
+    assert concrete == [False, True]
+    assert jax.tree.structure(target) == jax.tree.structure(fresh)
+    for t, f in zip(jax.tree.leaves(target), jax.tree.leaves(fresh), strict=True):
+        assert isinstance(t, jax.ShapeDtypeStruct)
+        assert (t.shape, t.dtype, t.sharding) == (f.shape, f.dtype, f.sharding)
+    assert jax.tree.structure(target_sh) == jax.tree.structure(fresh_sh)

@@ -1,0 +1,131 @@
+"""The native CPU implementation: C++ XLA FFI handlers for the forward and the backward.
+
+``native/msda_cpu.cc`` gathers, weights and accumulates one sample at a time, so the
+(N, Lq, M, L, P, 4, D) corner tensor that the reference materialises never exists (about 4 GB for
+a window of ten 480x864 frames). The package's build step (``setup.py``, run by ``pip install``)
+compiles it into ``native/_msda_cpu*.so``; this module loads that library with ctypes, registers
+its four handlers (float32/float64 forward/backward) with ``jax.ffi`` for the CPU platform, and
+joins them with a ``custom_vjp`` that saves only the three inputs.
+
+Half-precision inputs compute in float32 (as the reference does); the result has ``value``'s
+dtype. Under ``vmap`` the calls run one batch element after another.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from kernels.ms_deform_attn.reference import compute_dtype
+from kernels.ms_deform_attn.shapes import SpatialShapes
+
+_NATIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
+_HANDLERS = {
+    "ov2seg_msda_cpu_forward_f32": "MsdaForwardF32",
+    "ov2seg_msda_cpu_forward_f64": "MsdaForwardF64",
+    "ov2seg_msda_cpu_backward_f32": "MsdaBackwardF32",
+    "ov2seg_msda_cpu_backward_f64": "MsdaBackwardF64",
+}
+_SUFFIX = {"float32": "f32", "float64": "f64"}
+
+BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"
+
+
+def library_path() -> str | None:
+    """Path of the compiled handler library, or None when the package was not built."""
+    matches = sorted(glob.glob(os.path.join(_NATIVE_DIR, "_msda_cpu*.so")))
+    return matches[0] if matches else None
+
+
+@functools.cache
+def _register() -> bool:
+    """Load the library and register its handlers once per process; False if it is absent."""
+    path = library_path()
+    if path is None:
+        return False
+    library = ctypes.CDLL(path)
+    for target, symbol in _HANDLERS.items():
+        jax.ffi.register_ffi_target(
+            target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+        )
+    return True
+
+
+def is_available() -> bool:
+    """Whether the native library is built (it runs on the CPU backend only)."""
+    return _register()
+
+
+def _level_attrs(spatial_shapes: SpatialShapes) -> dict[str, np.ndarray]:
+    shapes = np.asarray(spatial_shapes, np.int64).reshape(-1, 2)
+    return {
+        "heights": np.ascontiguousarray(shapes[:, 0]),
+        "widths": np.ascontiguousarray(shapes[:, 1]),
+    }
+
+
+def _forward(value, locations, weights, spatial_shapes: SpatialShapes):
+    n, lq, m = locations.shape[:3]
+    d = value.shape[-1]
+    name = f"ov2seg_msda_cpu_forward_{_SUFFIX[value.dtype.name]}"
+    call = jax.ffi.ffi_call(
+        name, jax.ShapeDtypeStruct((n, lq, m, d), value.dtype), vmap_method="sequential"
+    )
+    return call(value, locations, weights, **_level_attrs(spatial_shapes))
+
+
+def _backward(value, locations, weights, grad_output, spatial_shapes: SpatialShapes):
+    name = f"ov2seg_msda_cpu_backward_{_SUFFIX[value.dtype.name]}"
+    out_types = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (value, locations, weights))
+    call = jax.ffi.ffi_call(name, out_types, vmap_method="sequential")
+    return call(value, locations, weights, grad_output, **_level_attrs(spatial_shapes))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _core(value, locations, weights, spatial_shapes):
+    return _forward(value, locations, weights, spatial_shapes)
+
+
+def _core_fwd(value, locations, weights, spatial_shapes):
+    return _forward(value, locations, weights, spatial_shapes), (value, locations, weights)
+
+
+def _core_bwd(spatial_shapes, saved, grad_output):
+    value, locations, weights = saved
+    return _backward(value, locations, weights, grad_output, spatial_shapes)
+
+
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def ms_deform_attn_cpu(
+    value: jax.Array,
+    spatial_shapes: Sequence[tuple[int, int]],
+    sampling_locations: jax.Array,
+    attention_weights: jax.Array,
+) -> jax.Array:
+    """MSDA core through the native CPU handlers (no input checks; see the package's API).
+
+    Returns (N, Lq, M*D) in ``value``'s dtype.
+    """
+    if not _register():
+        raise RuntimeError(
+            f"ms_deform_attn: implementation='cpu' needs the native library in {_NATIVE_DIR}; "
+            + BUILD_HINT
+        )
+    shapes: SpatialShapes = tuple((int(h), int(w)) for h, w in spatial_shapes)
+    dtype = compute_dtype(value.dtype, sampling_locations.dtype, attention_weights.dtype)
+    n, lq, m = sampling_locations.shape[:3]
+    out = _core(
+        value.astype(dtype),
+        sampling_locations.astype(dtype),
+        attention_weights.astype(dtype),
+        shapes,
+    )
+    return out.reshape(n, lq, m * value.shape[-1]).astype(value.dtype)
