@@ -64,7 +64,7 @@ def get_config() -> ConfigDict:
     c.train.init_image_size = 64
 
     c.optimizer.base_lr = 5e-4
-    c.optimizer.backbone_multiplier = 1.0
+    c.optimizer.rules = ov2seg_r50_lvvis.resnet_optimizer_rules(backbone_lr_mult=1.0)
     c.optimizer.warmup_iters = 50
     c.optimizer.decay_steps = (2000, 2300)
 
