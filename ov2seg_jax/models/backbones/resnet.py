@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ov2seg_jax.models.initializers import kaiming_normal_fan_out
 from ov2seg_jax.models.norm import FrozenBatchNorm
 
 
@@ -26,6 +27,7 @@ def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
         padding=((pad, pad), (pad, pad)),
         use_bias=False,
         dtype=dtype,
+        kernel_init=kaiming_normal_fan_out,  # timm's init (a pretrained file replaces it)
         name=name,
     )
 
@@ -47,7 +49,7 @@ class Bottleneck(nn.Module):
         y = _conv(self.width, 3, self.stride, "conv2", self.dtype)(y)
         y = nn.relu(FrozenBatchNorm(self.width, name="bn2")(y))
         y = _conv(out_ch, 1, 1, "conv3", self.dtype)(y)
-        y = FrozenBatchNorm(out_ch, name="bn3")(y)
+        y = FrozenBatchNorm(out_ch, zero_init=True, name="bn3")(y)
         if self.downsample:
             x = _conv(out_ch, 1, self.stride, "downsample_conv", self.dtype)(x)
             x = FrozenBatchNorm(out_ch, name="downsample_bn")(x)
