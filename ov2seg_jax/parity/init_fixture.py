@@ -192,10 +192,15 @@ def _relation_rows(meta_relations: list[dict], ours: dict[str, np.ndarray]) -> l
     return rows
 
 
-def check_init_dir(fixture_dir: str, seed: int = 0) -> list[Row]:
-    """Every row of an ``init/``-layout folder for a fresh ``init`` from ``seed``."""
+def check_init_variables(fixture_dir: str, ours: dict[str, np.ndarray]) -> list[Row]:
+    """Every row of an ``init/``-layout folder for given variables (state-dict names)."""
     entries, exact = load_init_fixture(fixture_dir)
-    ours, _ = fresh_variables(entries, seed)
     with open(os.path.join(fixture_dir, "init_stats.json")) as f:
         relations = json.load(f).get("relations", [])
     return check_init_entries(entries, exact, ours) + _relation_rows(relations, ours)
+
+
+def check_init_dir(fixture_dir: str, seed: int = 0) -> list[Row]:
+    """Every row of an ``init/``-layout folder for a fresh ``init`` from ``seed``."""
+    entries, _ = load_init_fixture(fixture_dir)
+    return check_init_variables(fixture_dir, fresh_variables(entries, seed)[0])

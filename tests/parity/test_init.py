@@ -26,10 +26,10 @@ def init_case(fixtures_root):
 
 @pytest.mark.slow
 def test_fresh_init_matches_the_original(init_case):
-    from ov2seg_jax.parity.init_fixture import check_init_dir
+    from ov2seg_jax.parity.init_fixture import check_init_variables
 
-    path, *_ = init_case
-    rows = check_init_dir(path)
+    path, _, _, ours = init_case
+    rows = check_init_variables(path, ours)
     assert all(r.passed for r in rows), format_table([r for r in rows if not r.passed])
     assert len(rows) >= 234
 
