@@ -9,7 +9,6 @@ import json
 import os
 from collections.abc import Callable
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -81,7 +80,6 @@ def load_predictor(
     (C, D) or else ``config.classifier.path`` or else the classifier saved with the model."""
     from ov2seg_jax.inference.predictor import VideoPredictor
 
-    jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
     model_cfg, variables = _load_model_dir(config, workdir)
     if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
