@@ -53,8 +53,16 @@ def get_config() -> ConfigDict:
     c.seed = 0
 
     c.model = ConfigDict()
+    # zero_init_last_bn: a fresh (not pretrained) backbone starts as timm's does, with the scale
+    # of every block's last frozen batch norm at 0, as the original; a pretrained file replaces it.
     c.model.backbone = ConfigDict(
-        dict(name="resnet", stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64)
+        dict(
+            name="resnet",
+            stage_sizes=(3, 4, 6, 3),
+            widths=(64, 128, 256, 512),
+            stem_width=64,
+            zero_init_last_bn=True,
+        )
     )
     c.model.pixel_decoder = ConfigDict(
         dict(

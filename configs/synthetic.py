@@ -29,8 +29,16 @@ def get_config() -> ConfigDict:
     c = ov2seg_r50_lvvis.get_config()
     c.default_mode = "all"
 
+    # Trained from scratch with frozen norms: a zero last-norm scale (the original's fresh init)
+    # would silence every residual branch for good, so the scales start at 1.
     c.model.backbone = ConfigDict(
-        dict(name="resnet", stage_sizes=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
+        dict(
+            name="resnet",
+            stage_sizes=(1, 1, 1, 1),
+            widths=(16, 32, 64, 128),
+            stem_width=16,
+            zero_init_last_bn=False,
+        )
     )
     pd = c.model.pixel_decoder
     pd.conv_dim, pd.mask_dim, pd.num_encoder_layers, pd.num_heads, pd.ffn_dim = 64, 64, 2, 4, 128

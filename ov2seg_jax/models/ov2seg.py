@@ -38,7 +38,10 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
     name = cfg.name
     if name == "resnet":
         return ResNet(
-            stage_sizes=tuple(cfg.stage_sizes), widths=tuple(cfg.widths), stem_width=cfg.stem_width
+            stage_sizes=tuple(cfg.stage_sizes),
+            widths=tuple(cfg.widths),
+            stem_width=cfg.stem_width,
+            zero_init_last_bn=cfg.zero_init_last_bn,
         )
     if name == "swin":
         from ov2seg_jax.models.backbones.swin import SwinTransformer
