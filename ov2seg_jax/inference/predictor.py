@@ -65,8 +65,11 @@ class PrecisionJit:
         with jax.default_matmul_precision(self.precision):
             return self._jitted.lower(*args)
 
+    def _cache_size(self) -> int:
+        """Executables compiled so far (jit's own count)."""
+        return self._jitted._cache_size()
 
-@functools.lru_cache(maxsize=8)
+
 def jitted_forward(model: nn.Module, matmul_precision: str | None = None) -> PrecisionJit:
     """The jitted ``(variables, images, classifier) -> window outputs`` of ``model``, its matmuls
     at ``matmul_precision`` ("highest", "high", "default", ...; None: the process default).
@@ -76,6 +79,11 @@ def jitted_forward(model: nn.Module, matmul_precision: str | None = None) -> Pre
     for earlier ones whenever the shapes (window, padded frame size, classes) are the same.
     """
 
+    return _jitted_forward(model, matmul_precision)  # one cache key however it is called
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_forward(model: nn.Module, matmul_precision: str | None) -> PrecisionJit:
     def forward(variables, images, classifier):
         out = model.apply(variables, images, classifier)
         return {k: getattr(out, k) for k in WINDOW_KEYS}
