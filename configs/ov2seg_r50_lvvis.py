@@ -16,6 +16,37 @@ Every other config starts from this one and changes a few fields.
 
 from ml_collections import ConfigDict
 
+# (pattern, lr multiplier, weight decay, reason) over '/'-joined parameter paths; the original's
+# train_net.Trainer.build_optimizer: BACKBONE_MULTIPLIER 0.1 for modules named '*backbone*',
+# WEIGHT_DECAY_NORM 0 for LayerNorm/GroupNorm, WEIGHT_DECAY_EMBED 0 for nn.Embedding, WEIGHT_DECAY
+# 0.05 for the rest (it has no bias rule: biases are decayed).
+HEAD_RULES = (
+    (
+        r"(pixel_decoder|predictor)/(.+/)?\w*norm\d*/(scale|bias)",
+        1.0,
+        0.0,
+        "LayerNorm / GroupNorm (WEIGHT_DECAY_NORM)",
+    ),
+    (
+        r"predictor/(query_feat|query_embed|level_embed)",
+        1.0,
+        0.0,
+        "nn.Embedding (WEIGHT_DECAY_EMBED)",
+    ),
+    (
+        r".*",
+        1.0,
+        0.05,
+        "the rest, biases and the pixel decoder's bare level_embed included (WEIGHT_DECAY)",
+    ),
+)
+
+
+def resnet_optimizer_rules(backbone_lr_mult: float = 0.1) -> tuple:
+    """The rules of a ResNet model (its batch norms are frozen buffers, not parameters)."""
+    backbone = (r"backbone/.*", backbone_lr_mult, 0.05, "backbone (BACKBONE_MULTIPLIER)")
+    return (backbone, *HEAD_RULES)
+
 
 def get_config() -> ConfigDict:
     c = ConfigDict()
@@ -23,8 +54,16 @@ def get_config() -> ConfigDict:
     c.default_mode = "predict"  # the --mode when none is given
 
     c.model = ConfigDict()
+    # zero_init_last_bn: a fresh (not pretrained) backbone starts as timm's does, with the scale
+    # of every block's last frozen batch norm at 0, as the original; a pretrained file replaces it.
     c.model.backbone = ConfigDict(
-        dict(name="resnet", stage_sizes=(3, 4, 6, 3), widths=(64, 128, 256, 512), stem_width=64)
+        dict(
+            name="resnet",
+            stage_sizes=(3, 4, 6, 3),
+            widths=(64, 128, 256, 512),
+            stem_width=64,
+            zero_init_last_bn=True,
+        )
     )
     c.model.pixel_decoder = ConfigDict(
         dict(
@@ -96,15 +135,13 @@ def get_config() -> ConfigDict:
             init_image_size=64,
         )
     )
-    # AdamW as Mask2Former builds it (rules table in ov2seg_jax/train/optimizer.py), full-model
-    # gradient clipping, detectron2's WarmupMultiStepLR.
+    # AdamW with the original's parameter groups as rules (ov2seg_jax/train/optimizer.py: the
+    # first rule whose pattern re.fullmatch-es a parameter path decides its lr multiplier and
+    # weight decay), full-model gradient clipping, detectron2's WarmupMultiStepLR.
     c.optimizer = ConfigDict(
         dict(
             base_lr=1e-4,
-            weight_decay=0.05,
-            weight_decay_norm=0.0,
-            weight_decay_embed=0.0,
-            backbone_multiplier=0.1,
+            rules=resnet_optimizer_rules(),
             clip_norm=0.01,
             b1=0.9,
             b2=0.999,

@@ -16,6 +16,8 @@ from configs import ov2seg_r50_lvis, ov2seg_swinb_lvvis
 
 def get_config() -> ConfigDict:
     c = ov2seg_r50_lvis.get_config()
-    c.model.backbone = ov2seg_swinb_lvvis.get_config().model.backbone
+    swin = ov2seg_swinb_lvvis.get_config()
+    c.model.backbone = swin.model.backbone
+    c.optimizer.rules = swin.optimizer.rules
     c.train.init_backbone = "models/swin_base_patch4_window12_384_22k.pth"
     return c

@@ -11,6 +11,13 @@ from ml_collections import ConfigDict
 
 from configs import ov2seg_r50_lvvis
 
+# Swin's LayerNorms and relative-position tables take no weight decay in the original's builder.
+SWIN_BACKBONE_RULES = (
+    (r"backbone/(.+/)?norm\d*/(scale|bias)", 0.1, 0.0, "backbone LayerNorm (WEIGHT_DECAY_NORM)"),
+    (r"backbone/.+/relative_position_bias_table", 0.1, 0.0, "Swin position tables"),
+    (r"backbone/.*", 0.1, 0.05, "backbone (BACKBONE_MULTIPLIER)"),
+)
+
 
 def get_config() -> ConfigDict:
     c = ov2seg_r50_lvvis.get_config()
@@ -24,4 +31,5 @@ def get_config() -> ConfigDict:
             drop_path_rate=0.3,
         )
     )
+    c.optimizer.rules = SWIN_BACKBONE_RULES + ov2seg_r50_lvvis.HEAD_RULES
     return c

@@ -31,8 +31,16 @@ def get_config() -> ConfigDict:
     c = ov2seg_r50_lvvis.get_config()
     c.default_mode = "all"
 
+    # Trained from scratch with frozen norms: a zero last-norm scale (the original's fresh init)
+    # would silence every residual branch for good, so the scales start at 1.
     c.model.backbone = ConfigDict(
-        dict(name="resnet", stage_sizes=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
+        dict(
+            name="resnet",
+            stage_sizes=(1, 1, 1, 1),
+            widths=(16, 32, 64, 128),
+            stem_width=16,
+            zero_init_last_bn=False,
+        )
     )
     pd = c.model.pixel_decoder
     pd.conv_dim, pd.mask_dim, pd.num_encoder_layers, pd.num_heads, pd.ffn_dim = 64, 64, 2, 4, 128
@@ -70,7 +78,7 @@ def get_config() -> ConfigDict:
     c.train.init_image_size = 64
 
     c.optimizer.base_lr = 5e-4
-    c.optimizer.backbone_multiplier = 1.0
+    c.optimizer.rules = ov2seg_r50_lvvis.resnet_optimizer_rules(backbone_lr_mult=1.0)
     c.optimizer.warmup_iters = 50
     c.optimizer.decay_steps = (2000, 2300)
 

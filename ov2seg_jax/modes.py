@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Callable
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -85,7 +84,6 @@ def load_predictor(
     (C, D) or else ``config.classifier.path`` or else the classifier saved with the model."""
     from ov2seg_jax.inference.predictor import VideoPredictor
 
-    jax.config.update("jax_default_matmul_precision", config.inference.matmul_precision)
     if config.inference.export:
         return _exported_predictor(config, classifier)
     model_cfg, variables = _load_model_dir(config, workdir)

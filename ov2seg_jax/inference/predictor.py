@@ -14,6 +14,10 @@ typical inputs. Padding further (to coarser buckets) would change the network's 
 border, so it is not done. The jitted function is shared by all predictors of an equal model
 (:func:`jitted_forward`), so the executables are reused across videos and vocabularies of the
 same size within a process.
+
+Matmul precision: each predictor carries its own (``matmul_precision``, ``config.inference``'s),
+applied to its jitted forward pass only, so evaluating inside a training run computes what
+``--mode evaluate`` computes for the same weights whatever the process-wide default is.
 """
 
 from __future__ import annotations
@@ -45,20 +49,46 @@ class VideoPrediction:
     query_index: np.ndarray
 
 
-@functools.lru_cache(maxsize=8)
-def jitted_forward(model: nn.Module):
-    """The jitted ``(variables, images, classifier) -> window outputs`` of ``model``.
+class PrecisionJit:
+    """A jitted function that is traced, compiled and run under its own default matmul
+    precision (``jax.default_matmul_precision``, part of jit's cache key), not the process's."""
 
-    Shared by every predictor of an equal model (flax modules compare by their fields), so a
-    new vocabulary or a new video reuses the executables compiled for earlier ones whenever the
-    shapes (window, padded frame size, number of classes) are the same.
+    def __init__(self, fn, precision: str | None):
+        self._jitted = jax.jit(fn)
+        self.precision = precision
+
+    def __call__(self, *args):
+        with jax.default_matmul_precision(self.precision):
+            return self._jitted(*args)
+
+    def lower(self, *args):
+        with jax.default_matmul_precision(self.precision):
+            return self._jitted.lower(*args)
+
+    def _cache_size(self) -> int:
+        """Executables compiled so far (jit's own count)."""
+        return self._jitted._cache_size()
+
+
+def jitted_forward(model: nn.Module, matmul_precision: str | None = None) -> PrecisionJit:
+    """The jitted ``(variables, images, classifier) -> window outputs`` of ``model``, its matmuls
+    at ``matmul_precision`` ("highest", "high", "default", ...; None: the process default).
+
+    Shared by every predictor of an equal model (flax modules compare by their fields) and
+    precision, so a new vocabulary, a new video or new weights reuse the executables compiled
+    for earlier ones whenever the shapes (window, padded frame size, classes) are the same.
     """
 
+    return _jitted_forward(model, matmul_precision)  # one cache key however it is called
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_forward(model: nn.Module, matmul_precision: str | None) -> PrecisionJit:
     def forward(variables, images, classifier):
         out = model.apply(variables, images, classifier)
         return {k: getattr(out, k) for k in WINDOW_KEYS}
 
-    return jax.jit(forward)
+    return PrecisionJit(forward, matmul_precision)
 
 
 class VideoPredictor:
@@ -78,6 +108,7 @@ class VideoPredictor:
         top_k: int,
         size_divisibility: int,
         forward=None,
+        matmul_precision: str | None = None,
     ):
         """``window_size``, ``top_k`` and ``size_divisibility``: the fields of
         ``config.inference`` of the same names (:meth:`from_config`)."""
@@ -92,12 +123,15 @@ class VideoPredictor:
         self.window_size = window_size
         self.top_k = top_k
         self.size_divisibility = size_divisibility
-        self._forward = forward if forward is not None else jitted_forward(model)
+        self.matmul_precision = matmul_precision
+        self._forward = (
+            forward if forward is not None else jitted_forward(model, matmul_precision)
+        )
 
     @classmethod
     def from_config(cls, model_cfg, variables, classifier, inference) -> VideoPredictor:
         """The predictor of a model config (``config.model``) with ``config.inference``'s
-        window size, top-K and size divisibility."""
+        window size, top-K, size divisibility and matmul precision."""
         from ov2seg_jax.models.ov2seg import build_model
 
         return cls(
@@ -107,6 +141,7 @@ class VideoPredictor:
             window_size=inference.window_size,
             top_k=inference.top_k,
             size_divisibility=inference.size_divisibility,
+            matmul_precision=inference.matmul_precision,
         )
 
     @classmethod

@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ov2seg_jax.models.initializers import xavier_uniform, xavier_uniform_fused_qkv, zeros
+
 
 class MultiheadAttention(nn.Module):
     """Scaled dot-product attention over ``num_heads`` heads.
@@ -29,9 +31,17 @@ class MultiheadAttention(nn.Module):
         n, lq, _ = query.shape
         lk = key.shape[1]
         h, d = self.num_heads, self.embed_dim // self.num_heads
-        q = nn.Dense(self.embed_dim, dtype=self.dtype, name="q_proj")(query)
-        k = nn.Dense(self.embed_dim, dtype=self.dtype, name="k_proj")(key)
-        v = nn.Dense(self.embed_dim, dtype=self.dtype, name="v_proj")(value)
+
+        # Initialised as the original's layers reset them: xavier over the stacked (3d, d)
+        # in-projection, zero biases, xavier output projection.
+        def dense(name, init):
+            return nn.Dense(
+                self.embed_dim, dtype=self.dtype, kernel_init=init, bias_init=zeros, name=name
+            )
+
+        q = dense("q_proj", xavier_uniform_fused_qkv)(query)
+        k = dense("k_proj", xavier_uniform_fused_qkv)(key)
+        v = dense("v_proj", xavier_uniform_fused_qkv)(value)
         q = q.reshape(n, lq, h, d) * (d**-0.5)
         k = k.reshape(n, lk, h, d)
         v = v.reshape(n, lk, h, d)
@@ -40,4 +50,4 @@ class MultiheadAttention(nn.Module):
             logits = jnp.where(mask, -jnp.inf, logits)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
         out = jnp.einsum("nhqk,nkhd->nqhd", weights, v).reshape(n, lq, self.embed_dim)
-        return nn.Dense(self.embed_dim, dtype=self.dtype, name="out_proj")(out)
+        return dense("out_proj", xavier_uniform)(out)

@@ -8,6 +8,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ov2seg_jax.models.initializers import torch_default_bias, torch_linear_kernel
+
+
+def torch_linear(features: int, fan_in: int, dtype, name: str) -> nn.Dense:
+    """A Dense layer initialised as ``nn.Linear`` (the original sets nothing for its heads)."""
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        kernel_init=torch_linear_kernel,
+        bias_init=torch_default_bias(fan_in),
+        name=name,
+    )
+
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
     """``torch.nn.functional.normalize``: ``x / max(||x||, eps)``."""
@@ -24,7 +37,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for i, f in enumerate(self.features):
-            x = nn.Dense(f, dtype=self.dtype, name=f"layers_{i}")(x)
+            x = torch_linear(f, x.shape[-1], self.dtype, f"layers_{i}")(x)
             if i < len(self.features) - 1:
                 x = nn.relu(x)
         return x
@@ -47,8 +60,8 @@ class ZeroShotClassifier(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, class_embeddings: jax.Array) -> jax.Array:
         """x (..., hidden) and class_embeddings (C, embed_dim) -> logits (..., C + 1)."""
-        x = nn.Dense(self.embed_dim // 2, dtype=self.dtype, name="linear_0")(x)
-        x = nn.Dense(self.embed_dim, dtype=self.dtype, name="linear_2")(nn.relu(x))
+        x = torch_linear(self.embed_dim // 2, x.shape[-1], self.dtype, "linear_0")(x)
+        x = torch_linear(self.embed_dim, self.embed_dim // 2, self.dtype, "linear_2")(nn.relu(x))
         x = self.temperature * l2_normalize(x.astype(jnp.float32))
         text = l2_normalize(class_embeddings.astype(jnp.float32))
         logits = jnp.einsum("...d,cd->...c", x, text)

@@ -35,11 +35,13 @@ class FrozenBatchNorm(nn.Module):
 
     features: int
     eps: float = 1e-5
+    zero_init: bool = False  # a fresh scale of 0 (timm's zero_init_last_bn on each block's bn3)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         shape = (self.features,)
-        scale = self.variable("frozen", "scale", jnp.ones, shape).value
+        scale_init = jnp.zeros if self.zero_init else jnp.ones
+        scale = self.variable("frozen", "scale", scale_init, shape).value
         bias = self.variable("frozen", "bias", jnp.zeros, shape).value
         mean = self.variable("frozen", "mean", jnp.zeros, shape).value
         var = self.variable("frozen", "var", jnp.ones, shape).value

@@ -71,7 +71,10 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
         require(cfg, "config.model.backbone", BACKBONE_FIELDS[name])
     if name == "resnet":
         return ResNet(
-            stage_sizes=tuple(cfg.stage_sizes), widths=tuple(cfg.widths), stem_width=cfg.stem_width
+            stage_sizes=tuple(cfg.stage_sizes),
+            widths=tuple(cfg.widths),
+            stem_width=cfg.stem_width,
+            zero_init_last_bn=cfg.zero_init_last_bn,
         )
     if name == "swin":
         from ov2seg_jax.models.backbones.swin import SwinTransformer

@@ -27,6 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.ms_deform_attn import ms_deform_attn
+from ov2seg_jax.models.initializers import (
+    c2_xavier_fill,
+    constant_array,
+    msda_direction_grid,
+    torch_default_bias,
+    xavier_uniform,
+    zeros,
+)
 from ov2seg_jax.models.interpolate import resize_bilinear
 from ov2seg_jax.models.norm import group_norm, layer_norm
 from ov2seg_jax.models.position_encoding import sine_position_encoding
@@ -82,11 +90,31 @@ class MSDeformAttn(nn.Module):
         """query (N, Lq, C); reference_points (Lq, 2) shared by the batch; value_input (N, S, C)."""
         n, lq, _ = query.shape
         m, lv, p = self.n_heads, self.n_levels, self.n_points
-        value = nn.Dense(self.d_model, dtype=self.dtype, name="value_proj")(value_input)
+        # The original's reset: zero offset weights with the direction grid as bias (head h
+        # starts looking along angle 2πh/m), uniform attention, xavier projections.
+        value = nn.Dense(
+            self.d_model,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=zeros,
+            name="value_proj",
+        )(value_input)
         value = value.reshape(n, value.shape[1], m, self.d_model // m)
-        offsets = nn.Dense(m * lv * p * 2, dtype=self.dtype, name="sampling_offsets")(query)
+        offsets = nn.Dense(
+            m * lv * p * 2,
+            dtype=self.dtype,
+            kernel_init=zeros,
+            bias_init=constant_array(msda_direction_grid(m, lv, p)),
+            name="sampling_offsets",
+        )(query)
         offsets = offsets.reshape(n, lq, m, lv, p, 2)
-        weights = nn.Dense(m * lv * p, dtype=self.dtype, name="attention_weights")(query)
+        weights = nn.Dense(
+            m * lv * p,
+            dtype=self.dtype,
+            kernel_init=zeros,
+            bias_init=zeros,
+            name="attention_weights",
+        )(query)
         weights = jax.nn.softmax(weights.reshape(n, lq, m, lv * p).astype(jnp.float32), axis=-1)
         weights = weights.reshape(n, lq, m, lv, p)
         # Offsets are in pixels of each level: divide x by the level's width, y by its height.
@@ -102,7 +130,13 @@ class MSDeformAttn(nn.Module):
             weights.astype(value.dtype),
             implementation=self.implementation,
         )
-        return nn.Dense(self.d_model, dtype=self.dtype, name="output_proj")(out)
+        return nn.Dense(
+            self.d_model,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=zeros,
+            name="output_proj",
+        )(out)
 
 
 class EncoderLayer(nn.Module):
@@ -115,6 +149,9 @@ class EncoderLayer(nn.Module):
     n_points: int
     implementation: str
     dtype: jnp.dtype | None = None
+    # The key of the FFN biases' draw: the original deep-copies one prototype layer, so every
+    # encoder layer starts with the same biases (None: this layer's own key).
+    bias_key: jax.Array | None = None
 
     @nn.compact
     def __call__(self, src, pos, reference_points, spatial_shapes):
@@ -130,8 +167,21 @@ class EncoderLayer(nn.Module):
         src = layer_norm("norm1", self.dtype)(
             src + attn(src + pos, reference_points, src, spatial_shapes)
         )
-        y = nn.relu(nn.Dense(self.ffn_dim, dtype=self.dtype, name="linear1")(src))
-        y = nn.Dense(self.d_model, dtype=self.dtype, name="linear2")(y)
+        keys = (None, None) if self.bias_key is None else jax.random.split(self.bias_key)
+        y = nn.Dense(
+            self.ffn_dim,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=torch_default_bias(self.d_model, keys[0]),
+            name="linear1",
+        )(src)
+        y = nn.Dense(
+            self.d_model,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=torch_default_bias(self.ffn_dim, keys[1]),
+            name="linear2",
+        )(nn.relu(y))
         return layer_norm("norm2", self.dtype)(src + y)
 
 
@@ -163,7 +213,14 @@ class PixelDecoder(nn.Module):
         srcs, shapes = [], []
         for i, name in enumerate(reversed(self.transformer_in_features)):
             x = features[name].astype(jnp.float32)
-            x = nn.Conv(self.conv_dim, (1, 1), dtype=self.dtype, name=f"input_proj_{i}_conv")(x)
+            x = nn.Conv(
+                self.conv_dim,
+                (1, 1),
+                dtype=self.dtype,
+                kernel_init=xavier_uniform,
+                bias_init=zeros,
+                name=f"input_proj_{i}_conv",
+            )(x)
             x = group_norm(32, f"input_proj_{i}_norm", self.dtype)(x)
             srcs.append(x)
             shapes.append((x.shape[1], x.shape[2]))
@@ -182,6 +239,7 @@ class PixelDecoder(nn.Module):
         )
         tokens = jnp.concatenate([s.reshape(n, -1, self.conv_dim) for s in srcs], axis=1)
         ref = jnp.asarray(encoder_reference_points(spatial_shapes))
+        bias_key = self.make_rng("params") if self.is_initializing() else None
         for i in range(self.num_encoder_layers):
             tokens = EncoderLayer(
                 self.conv_dim,
@@ -191,6 +249,7 @@ class PixelDecoder(nn.Module):
                 self.num_points,
                 self.msda_implementation,
                 self.dtype,
+                bias_key,
                 name=f"encoder_layers_{i}",
             )(tokens, pos[None], ref, spatial_shapes)
         outs, start = [], 0
@@ -210,6 +269,7 @@ class PixelDecoder(nn.Module):
                 (1, 1),
                 use_bias=False,
                 dtype=self.dtype,
+                kernel_init=c2_xavier_fill,
                 name=f"adapter_{k + 1}_conv",
             )(x)
             lateral = group_norm(32, f"adapter_{k + 1}_norm", self.dtype)(lateral)
@@ -220,11 +280,17 @@ class PixelDecoder(nn.Module):
                 padding=((1, 1), (1, 1)),
                 use_bias=False,
                 dtype=self.dtype,
+                kernel_init=c2_xavier_fill,
                 name=f"layer_{k + 1}_conv",
             )(y)
             y = nn.relu(group_norm(32, f"layer_{k + 1}_norm", self.dtype)(y))
             outs.append(y)
-        mask_features = nn.Conv(self.mask_dim, (1, 1), dtype=self.dtype, name="mask_features")(
-            outs[-1]
-        )
+        mask_features = nn.Conv(
+            self.mask_dim,
+            (1, 1),
+            dtype=self.dtype,
+            kernel_init=c2_xavier_fill,
+            bias_init=zeros,
+            name="mask_features",
+        )(outs[-1])
         return mask_features, outs[: self.num_multi_scale]

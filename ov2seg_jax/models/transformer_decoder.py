@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from ov2seg_jax.models.attention import MultiheadAttention
 from ov2seg_jax.models.heads import MLP, ZeroShotClassifier
+from ov2seg_jax.models.initializers import torch_default_bias, xavier_uniform
 from ov2seg_jax.models.interpolate import resize_bilinear
 from ov2seg_jax.models.norm import layer_norm
 from ov2seg_jax.models.outputs import HeadOutputs, ModelOutputs
@@ -57,8 +58,21 @@ class FFNLayer(nn.Module):
 
     @nn.compact
     def __call__(self, tgt):
-        y = nn.relu(nn.Dense(self.ffn_dim, dtype=self.dtype, name="linear1")(tgt))
-        y = nn.Dense(self.d_model, dtype=self.dtype, name="linear2")(y)
+        # xavier weights (FFNLayer._reset_parameters), nn.Linear's default biases
+        y = nn.Dense(
+            self.ffn_dim,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=torch_default_bias(tgt.shape[-1]),
+            name="linear1",
+        )(tgt)
+        y = nn.Dense(
+            self.d_model,
+            dtype=self.dtype,
+            kernel_init=xavier_uniform,
+            bias_init=torch_default_bias(self.ffn_dim),
+            name="linear2",
+        )(nn.relu(y))
         return layer_norm("norm", self.dtype)(tgt + y)
 
 

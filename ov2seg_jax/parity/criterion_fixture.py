@@ -125,20 +125,24 @@ def _read_config(meta: Mapping) -> CriterionConfig:
     return CriterionConfig.from_config(lvis, **kwargs)
 
 
-def _read_targets(store, b: int, extra_padding: int) -> tuple[Targets, list[int]]:
+def read_targets(
+    store, b: int, extra_padding: int, where: str = "criterion.npz"
+) -> tuple[Targets, list[int]]:
+    """``target{i}_labels`` / ``target{i}_masks`` padded to the largest image plus
+    ``extra_padding`` invalid entries; returns the targets and the real counts."""
     labels, masks = [], []
     for i in range(b):
-        lab = _require(store, f"target{i}_labels", "criterion.npz").astype(np.int64)
-        msk = _require(store, f"target{i}_masks", "criterion.npz")
+        lab = _require(store, f"target{i}_labels", where).astype(np.int64)
+        msk = _require(store, f"target{i}_masks", where)
         if lab.ndim != 1 or msk.ndim != 3 or msk.shape[0] != lab.shape[0]:
             raise ValueError(
-                f"criterion.npz target{i}: labels {lab.shape} and masks {msk.shape} do not pair up"
+                f"{where} target{i}: labels {lab.shape} and masks {msk.shape} do not pair up"
             )
         labels.append(lab)
         masks.append(msk.astype(bool))
     hw = {m.shape[1:] for m in masks}
     if len(hw) != 1:
-        raise ValueError(f"criterion.npz target masks differ in size: {sorted(hw)}")
+        raise ValueError(f"{where} target masks differ in size: {sorted(hw)}")
     (h, w), counts = hw.pop(), [len(x) for x in labels]
     n = max(counts) + extra_padding
     lab_p = np.zeros((b, n), np.int32)
@@ -160,6 +164,24 @@ def _read_draws(store, meta, config, b, q, n, counts) -> tuple[list[LayerDraws],
     for i, entry in enumerate(order):
         key = f"draw{int(entry.get('index', i)):02d}_{entry.get('kind')}"
         arrays.append((entry.get("kind"), key, _require(store, key, "criterion.npz")))
+    num_layers = len(_layer_prefixes(set(store.keys())))
+    c = np.asarray(store["final_pred_logits"]).shape[-1] - 1
+    return layer_draws_from_records(arrays, num_layers, c, config, b, q, n, counts)
+
+
+def layer_draws_from_records(
+    arrays: list[tuple[str, str, np.ndarray]],
+    num_layers: int,
+    c: int,
+    config: CriterionConfig,
+    b: int,
+    q: int,
+    n: int,
+    counts: list[int],
+) -> tuple[list[LayerDraws], list]:
+    """The original's draws ``(kind, key, array)`` in call order -> one :class:`LayerDraws` per
+    layer (targets padded to ``n`` slots, ``counts`` real targets per image) and the recorded
+    federated category lists."""
     p, s, k = config.num_points, config.num_candidates, config.num_important
     matched = [min(q, c) for c in counts]
     total = sum(matched)
@@ -184,8 +206,6 @@ def _read_draws(store, meta, config, b, q, n, counts) -> tuple[list[LayerDraws],
         return out
 
     layers, feds = [], []
-    num_layers = len(_layer_prefixes(set(store.keys())))
-    c = np.asarray(store["final_pred_logits"]).shape[-1] - 1
     for layer in range(num_layers):
         pts = [take("rand", (1, p, 2), f"layer {layer} matcher points")[0] for _ in range(b)]
         fed = None
@@ -257,7 +277,7 @@ def load_criterion_case(fixture_dir: str, extra_padding: int = 1) -> CriterionCa
         raise ValueError("criterion.json lacks the 'draw_order' list of draws")
     fed_is_recorded = any(e.get("kind") == "fed_loss_categories" for e in order)
     config = dataclasses.replace(config, federated=fed_is_recorded)
-    targets, counts = _read_targets(store, b, extra_padding)
+    targets, counts = read_targets(store, b, extra_padding)
     n = targets.labels.shape[1]
     draws, feds = _read_draws(store, meta, config, b, q, n, counts)
 

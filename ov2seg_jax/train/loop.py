@@ -28,7 +28,13 @@ from ov2seg_jax import checkpoint as model_checkpoint
 from ov2seg_jax.models.ov2seg import build_model
 from ov2seg_jax.train import checkpoints, distributed, sharding
 from ov2seg_jax.train.metrics_writer import MetricsWriter
-from ov2seg_jax.train.optimizer import format_rules_table, learning_rate_schedule, make_optimizer
+from ov2seg_jax.train.optimizer import (
+    format_rules_table,
+    learning_rate_schedule,
+    make_optimizer,
+    parse_rules,
+    write_rules_table,
+)
 from ov2seg_jax.train.state import (
     TrainState,
     abstract_train_state,
@@ -188,8 +194,12 @@ def train(
         state, meta = restored
         data_position = int(meta["data_position"])
         print(f"resumed from step {int(state.step)} ({manager.directory})")
-    else:
-        print("optimizer groups:\n" + format_rules_table(table))
+    if jax.process_index() == 0:
+        rules_file = write_rules_table(table, state.params, config.optimizer.base_lr, train_dir)
+        if restored is None:
+            rules = parse_rules(config.optimizer.rules)
+            print(f"optimizer rules (every parameter in {rules_file}):")
+            print(format_rules_table(table, rules))
 
     step_fn = jitted_train_step(
         config, model, tx, classifier, loss_terms_fn, loss_weights, mesh, state_sh

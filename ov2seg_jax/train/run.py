@@ -120,19 +120,17 @@ def make_eval_fn(
         return None
     max_videos = int(tc.eval_max_videos)
     gt = _subset_ground_truth(split.ground_truth, max_videos)
-    predictor = None
 
     def evaluate(variables, step: int) -> dict[str, float]:
-        nonlocal predictor
         from ov2seg_jax.evaluation.video_ap import evaluate_video
         from ov2seg_jax.inference.evaluation_loop import predict_dataset
         from ov2seg_jax.inference.predictor import VideoPredictor
 
-        if predictor is None:  # built once: the forward pass compiles once for all evaluations
-            predictor = VideoPredictor.from_config(
-                config.model, variables, classifier, config.inference
-            )
-        predictor.variables = variables
+        # A new predictor per evaluation (no state carried between them); equal models and
+        # precisions share one jitted forward pass, so it compiles once for all evaluations.
+        predictor = VideoPredictor.from_config(
+            config.model, variables, classifier, config.inference
+        )
         out_dir = os.path.join(workdir, "train", "eval", f"step_{step:08d}")
         results = predict_dataset(predictor, dataset, out_dir, config.inference, max_videos)
         result = evaluate_video(gt, results, semantics=ev.semantics)

@@ -5,6 +5,11 @@ of the criterion's terms, differentiates it, and applies the optimizer. With ``c
 bfloat16 the parameters and images are cast to bfloat16 for the forward and backward passes
 while the master parameters, the optimizer and the losses stay in float32.
 
+``grad_norm`` is the global L2 norm of the gradients before clipping, formed as the original's
+``clip_grad_norm_`` forms it. ``diagnostics=True`` adds to the metrics the pre-clip gradients
+(``grads``), the clip coefficient (``clip_coef``) and the float32 model outputs (``outputs``), for
+the parity check against the original's recorded step; the loop never asks for them.
+
 A step whose loss or gradient norm is not finite leaves the state unchanged (including the step
 counter) and reports ``finite = False``; the loop stops with an error when it sees that, so no
 checkpoint ever holds a poisoned state.
@@ -22,6 +27,7 @@ import optax
 from ov2seg_jax.losses.criterion import total_loss
 from ov2seg_jax.models.outputs import ModelOutputs
 from ov2seg_jax.models.preprocess import PIXEL_MEAN, PIXEL_STD
+from ov2seg_jax.train.optimizer import clip_coefficient, global_grad_norm
 from ov2seg_jax.train.state import TrainState
 
 # (outputs, targets, rng) -> unweighted loss terms.
@@ -63,8 +69,13 @@ def make_train_step(
     *,
     learning_rate_fn: Callable[[jax.Array], jax.Array],
     compute_dtype: str = "float32",
+    clip_norm: float = 0.0,
+    diagnostics: bool = False,
 ) -> Callable[[TrainState, dict], tuple[TrainState, dict[str, jax.Array]]]:
-    """Build the (un-jitted) train step; the loop jits it with shardings and donation."""
+    """Build the (un-jitted) train step; the loop jits it with shardings and donation.
+
+    ``clip_norm`` only feeds the ``clip_coef`` diagnostic (the clipping itself is part of ``tx``).
+    """
     dtype = jnp.dtype(compute_dtype)
     weights = dict(loss_weights)
 
@@ -83,10 +94,10 @@ def make_train_step(
             outputs = model.apply(variables, images, text, train=True, rngs={"dropout": model_rng})
             outputs = _cast_floats(outputs, jnp.float32)
             terms = loss_terms_fn(outputs, targets, loss_rng)
-            return total_loss(terms, weights), terms
+            return total_loss(terms, weights), (terms, outputs)
 
-        (total, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        grad_norm = optax.global_norm(grads)
+        (total, (terms, outputs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_norm = global_grad_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
@@ -99,6 +110,10 @@ def make_train_step(
             "learning_rate": learning_rate_fn(state.step),
             "finite": finite,
         }
+        if diagnostics:
+            metrics.update(
+                grads=grads, outputs=outputs, clip_coef=clip_coefficient(grad_norm, clip_norm)
+            )
         return new_state, metrics
 
     return step

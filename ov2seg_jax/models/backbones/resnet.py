@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ov2seg_jax.models.initializers import kaiming_normal_fan_out
 from ov2seg_jax.models.norm import FrozenBatchNorm
 
 
@@ -26,6 +27,7 @@ def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
         padding=((pad, pad), (pad, pad)),
         use_bias=False,
         dtype=dtype,
+        kernel_init=kaiming_normal_fan_out,  # timm's init (a pretrained file replaces it)
         name=name,
     )
 
@@ -38,6 +40,7 @@ class Bottleneck(nn.Module):
     downsample: bool
     expansion: int = 4
     dtype: jnp.dtype | None = None
+    zero_init_last_bn: bool = False  # timm's zero_init_last_bn: bn3's fresh scale is 0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -47,7 +50,7 @@ class Bottleneck(nn.Module):
         y = _conv(self.width, 3, self.stride, "conv2", self.dtype)(y)
         y = nn.relu(FrozenBatchNorm(self.width, name="bn2")(y))
         y = _conv(out_ch, 1, 1, "conv3", self.dtype)(y)
-        y = FrozenBatchNorm(out_ch, name="bn3")(y)
+        y = FrozenBatchNorm(out_ch, zero_init=self.zero_init_last_bn, name="bn3")(y)
         if self.downsample:
             x = _conv(out_ch, 1, self.stride, "downsample_conv", self.dtype)(x)
             x = FrozenBatchNorm(out_ch, name="downsample_bn")(x)
@@ -61,6 +64,7 @@ class ResNet(nn.Module):
     widths: Sequence[int]
     stem_width: int
     dtype: jnp.dtype | None = None
+    zero_init_last_bn: bool = False
 
     @property
     def out_channels(self) -> dict[str, int]:
@@ -79,7 +83,12 @@ class ResNet(nn.Module):
                 stride = 2 if (s > 0 and b == 0) else 1
                 downsample = b == 0 and (stride != 1 or in_ch != width * 4)
                 x = Bottleneck(
-                    width, stride, downsample, dtype=self.dtype, name=f"layer{s + 1}_{b}"
+                    width,
+                    stride,
+                    downsample,
+                    dtype=self.dtype,
+                    zero_init_last_bn=self.zero_init_last_bn,
+                    name=f"layer{s + 1}_{b}",
                 )(x)
                 in_ch = width * 4
             feats[f"res{s + 2}"] = x
