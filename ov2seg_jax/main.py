@@ -1,7 +1,9 @@
 """The one entry point: ``python -m ov2seg_jax.main --config configs/X.py --workdir DIR --mode M``.
 
 Flags only: the work is done by one function per mode, ``MODES[mode](config, workdir)``. Any
-config field can be overridden with ``--config.a.b=value``.
+config field can be overridden with ``--config.a.b=value``. Before any mode runs, the process
+joins its process group (``config.distributed``; one process needs nothing), since JAX accepts a
+group only before its first computation.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ov2seg_jax import modes
+from ov2seg_jax.train import distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a config file.", lock_config=True
@@ -22,6 +25,20 @@ _MODE = flags.DEFINE_enum(
     "mode", None, sorted(modes.MODES), "What to run (default: the config's default_mode)."
 )
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Modes that train, and so need a global batch that divides over the devices.
+TRAINING_MODES = ("train", "all")
+
+
+def _fail(message: str, status: int, group: bool) -> None:
+    print(message, file=sys.stderr)
+    if group:
+        # Skip the group's shutdown barrier: the other processes may be waiting in a collective
+        # for this one, and would hold it for shutdown_timeout_s. They see it leave at once.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(argv: list[str]) -> None:
@@ -33,12 +50,30 @@ def main(argv: list[str]) -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     workdir = os.path.abspath(_WORKDIR.value)
     os.makedirs(workdir, exist_ok=True)
+    group = False
     try:
         config = modes.expand_workdir(_CONFIG.value, workdir)
-        modes.MODES[_MODE.value or config.get("default_mode", "predict")](config, workdir)
-    except modes.UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        mode = _MODE.value or config.get("default_mode", "predict")
+        distributed.start(config.distributed)
+        group = config.distributed.auto_detect or config.distributed.num_processes > 1
+        if mode in TRAINING_MODES:
+            distributed.check_global_batch(config.train.batch_size)
+        modes.MODES[mode](config, workdir)
+    except (modes.UserError, distributed.DistributedError) as e:
+        _fail(f"error: {e}", 2, group)
+    except RuntimeError as e:
+        if not group:
+            raise
+        # A collective whose peer died (gloo/NCCL: connection reset) or a lost coordinator.
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        import jax
+
+        _fail(
+            f"error: process {jax.process_index()}: the process group broke "
+            f"({lines[0]}); another process has probably stopped, see its output",
+            1,
+            group,
+        )
 
 
 if __name__ == "__main__":

@@ -161,6 +161,8 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
         raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
     names, classifier = _predict_vocabulary(config, workdir, model_cfg.decoder.text_embed_dim)
     predictor = load_predictor(config, workdir, classifier)
+    if jax.process_index() != 0:  # one video: process 0 predicts and writes, the others rest
+        return None
     out_dir = pc.output or os.path.join(workdir, "predict")
     try:
         out = predict_to_folder(
@@ -185,7 +187,9 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
 
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
-    """Predict every video of a split, write results.json, and score it when the split has GT."""
+    """Predict every video of a split, write results.json, and score it when the split has GT.
+
+    In a process group the videos are split over the hosts; process 0 writes and scores."""
     from ov2seg_jax.data.video_json import load_video_dataset
     from ov2seg_jax.evaluation.errors import EvalInputError
     from ov2seg_jax.evaluation.video_ap import evaluate_video
@@ -210,6 +214,8 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None
         )
     except ValueError as e:
         raise UserError(str(e)) from e
+    if jax.process_index() != 0:  # every host predicted its share; process 0 scores and writes
+        return None
     print(f"wrote {results_path}")
     if not dataset.has_annotations:
         from ov2seg_jax.evaluation.submission import write_submission
