@@ -163,8 +163,9 @@ def train(
     if restored is not None:
         state, meta = restored
         data_position = int(meta["data_position"])
-        print(f"resumed from step {int(state.step)} ({manager.directory})")
-    else:
+        if jax.process_index() == 0:
+            print(f"resumed from step {int(state.step)} ({manager.directory})")
+    elif jax.process_index() == 0:
         print("optimizer groups:\n" + format_rules_table(table))
 
     step_fn = jitted_train_step(

@@ -3,7 +3,7 @@
   python -m ov2seg_jax.main --config tests/multihost/tiny_synthetic.py --workdir W --mode train \
       --config.data.root=DATA --config.classifier.path=DATA/text_classifier.npy
 
-Global batch 4 (one example per device of 2 processes x 2 devices), 4 steps, a checkpoint every
+Global batch 4 (one example per device of 2 processes x 2 devices), 6 steps, a checkpoint every
 2 steps, a log line every step; no periodic evaluation. Start-up timeouts short enough that a test
 of a broken group ends in seconds.
 """
@@ -19,7 +19,7 @@ def get_config():
     c.data.image_size = 64
     c.data.num_parallel_calls = 2
     c.train.batch_size = 4
-    c.train.num_steps = 4
+    c.train.num_steps = 6
     c.train.log_every = 1
     c.train.checkpoint_every = 2
     c.train.keep_checkpoints = 3
