@@ -17,6 +17,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from ov2seg_jax import checkpoint
@@ -74,27 +75,48 @@ def _params(model_dir: str) -> dict[str, np.ndarray]:
     }
 
 
+def _checkpoint_params(workdir: str, step: int) -> dict[str, np.ndarray]:
+    """The parameters of a training checkpoint, restored onto this process's one device."""
+    path = os.path.join(workdir, "train", "checkpoints", str(step), "state")
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.StandardCheckpointer() as ckptr:
+        meta = ckptr.metadata(path)
+        meta = getattr(meta, "item_metadata", meta)
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), dict(meta)
+        )
+        state = ckptr.restore(path, target)
+    return {
+        jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_leaves_with_path(state["params"])
+    }
+
+
 def test_two_processes_train_to_the_parameters_of_one(runs):
-    """2 processes x 2 devices == 1 x 4 == 1 x 1 (global batch 4), to 2e-6: only the order of the
-    cross-device sums differs, which a wrong share or reduction would exceed by far."""
-    p22 = _params(os.path.join(runs["w22"], "checkpoint"))
+    """After N = 2 steps, 2 processes x 2 devices == 1 x 4 == 1 x 1 (global batch 4) to 2e-6.
+
+    Only the order of the cross-device sums differs; a wrong share or reduction is far off.
+    Later steps are not compared at this tolerance: AdamW turns the last-bit differences of
+    near-zero gradients into differences of a learning rate within a few steps.
+    """
+    p22 = _checkpoint_params(runs["w22"], 2)
     for other in ("w14", "w11"):
-        p = _params(os.path.join(runs[other], "checkpoint"))
+        p = _checkpoint_params(runs[other], 2)
         assert p.keys() == p22.keys()
         diffs = sorted(((float(np.max(np.abs(p[k] - p22[k]))), k) for k in p), reverse=True)
         assert diffs[0][0] < 2e-6, (other, diffs[:5])
+    # and the steps did move them (by about the learning rate, 1e-3)
+    p0 = _checkpoint_params(runs["w22"], 4)
+    assert max(float(np.max(np.abs(p0[k] - p22[k]))) for k in p22) > 1e-4
     # process 0 alone wrote the logs: one record per step, one TensorBoard file
-    records = [
-        json.loads(line) for line in open(os.path.join(runs["w22"], "train", "metrics.jsonl"))
-    ]
+    train = os.path.join(runs["w22"], "train")
+    records = [json.loads(line) for line in open(os.path.join(train, "metrics.jsonl"))]
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
-    events = [f for f in os.listdir(os.path.join(runs["w22"], "train")) if f.startswith("events")]
-    assert len(events) == 1, events
-    ref = [
-        json.loads(line)["loss"]
-        for line in open(os.path.join(runs["w11"], "train", "metrics.jsonl"))
-    ]
-    np.testing.assert_allclose([r["loss"] for r in records], ref, rtol=1e-5)
+    assert len([f for f in os.listdir(train) if f.startswith("events")]) == 1
+    ref = [json.loads(line) for line in open(os.path.join(runs["w11"], "train", "metrics.jsonl"))]
+    np.testing.assert_allclose(
+        [r["loss"] for r in records[:2]], [r["loss"] for r in ref[:2]], rtol=1e-6
+    )
 
 
 def _shares(path: str) -> dict[int, list[int]]:
@@ -159,10 +181,11 @@ def test_a_killed_process_stops_the_group_and_a_restart_resumes_exactly(runs, tm
     (code,) = group.wait(procs[:1], timeout=120)
     elapsed = time.monotonic() - t
     procs[1].wait()
-    err = group.tail(str(tmp_path / "killed.0"))
+    err = group.tail(str(tmp_path / "killed.0"), n=10**7)
     assert code not in (0, None), err
     assert elapsed < 60, elapsed  # heartbeat_timeout_s is 10 in the test config
-    assert "another process has probably stopped" in err or "another task died" in err, err
+    # a collective with the dead process failed (our line), or JAX's heartbeat check ended it
+    assert "another process has probably stopped" in err or "another task died" in err, err[-3000:]
     assert not (work / "checkpoint").exists()  # it was stopped before the end
 
     procs = group.start_group(command, str(tmp_path / "restarted"), 2, 2)
