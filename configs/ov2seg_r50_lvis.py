@@ -10,9 +10,10 @@ initialisation; bfloat16 compute (the original uses float16 AMP).
   python -m ov2seg_jax.main --config configs/ov2seg_r50_lvis.py --workdir runs/r50_lvis \
       --mode train --config.train.init_backbone=models/resnet50_miil_21k.pth
 
-Multi-host: add --config.distributed.coordinator_address=HOST:PORT
---config.distributed.num_processes=N --config.distributed.process_id=I on every host (or
---config.distributed.auto_detect=True on Cloud TPU / SLURM).
+Multi-host (README "Many hosts"): the same command on every host, plus
+--config.distributed.coordinator_address=HOST:PORT --config.distributed.num_processes=N
+--config.distributed.process_id=I (or --config.distributed.auto_detect=True on Cloud TPU pod
+slices, SLURM, Open MPI, Kubernetes); batch_size stays the global batch.
 """
 
 from ml_collections import ConfigDict

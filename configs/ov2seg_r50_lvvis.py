@@ -170,10 +170,22 @@ def get_config() -> ConfigDict:
             class_frequency_path="datasets/metadata/lvis_v1_train_cat_info.json",
         )
     )
-    # Multi-host: jax.distributed.initialize(coordinator_address, num_processes, process_id), or
-    # auto_detect on platforms that provide them. fsdp shards large parameters over devices.
+    # Multi-host (README "Many hosts"): coordinator_address (HOST:PORT of process 0),
+    # num_processes and process_id, or auto_detect on Cloud TPU / SLURM / Open MPI / Kubernetes.
+    # init_timeout_s: how long to wait for the whole group at start-up; heartbeat_timeout_s: a
+    # process silent this long is declared dead and the others stop; shutdown_timeout_s: how long
+    # a finished process waits for the others. fsdp shards large parameters over devices.
     c.distributed = ConfigDict(
-        dict(coordinator_address="", num_processes=1, process_id=0, auto_detect=False, fsdp=False)
+        dict(
+            coordinator_address="",
+            num_processes=1,
+            process_id=0,
+            auto_detect=False,
+            init_timeout_s=300,
+            heartbeat_timeout_s=100,
+            shutdown_timeout_s=300,
+            fsdp=False,
+        )
     )
 
     # --mode convert: an original checkpoint (.pth / .pkl) to an Orbax checkpoint in workdir.

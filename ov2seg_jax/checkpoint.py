@@ -44,11 +44,16 @@ def save_model(
     model_cfg: ml_collections.ConfigDict,
     classifier: np.ndarray | None = None,
 ) -> str:
-    """Write the model directory (overwrites an existing one); returns its absolute path."""
+    """Write the model directory (overwrites an existing one); returns its absolute path.
+
+    In a process group every process calls it (Orbax synchronises them); process 0 writes.
+    """
     directory = os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     with ocp.StandardCheckpointer() as ckptr:
         ckptr.save(os.path.join(directory, VARIABLES), variables, force=True)
+    if jax.process_index() != 0:
+        return directory
     with atomic_write(os.path.join(directory, MODEL_CONFIG)) as f:
         f.write(model_cfg.to_json(indent=2))
     if classifier is not None:

@@ -21,9 +21,11 @@ import json
 import os
 import time
 
+import jax
 import ml_collections
 
 from ov2seg_jax import modes
+from ov2seg_jax.train import distributed
 
 
 def ensure_synthetic_data(config: ml_collections.ConfigDict) -> str | None:
@@ -38,7 +40,10 @@ def ensure_synthetic_data(config: ml_collections.ConfigDict) -> str | None:
     )
     t = time.perf_counter()
     try:
-        paths = build_synthetic_dataset(sc.root, spec, seed=int(sc.seed))
+        if jax.process_index() == 0:  # one builder; the other hosts read it when it is whole
+            build_synthetic_dataset(sc.root, spec, seed=int(sc.seed))
+        distributed.barrier("synthetic dataset built")
+        paths = build_synthetic_dataset(sc.root, spec, seed=int(sc.seed))  # complete: a no-op
     except (OSError, ValueError) as e:
         raise modes.UserError(f"synthetic dataset at {sc.root}: {e}") from e
     print(f"synthetic dataset: {paths['root']} ({time.perf_counter() - t:.1f} s)")
@@ -90,6 +95,8 @@ def run_end_to_end(config: ml_collections.ConfigDict, workdir: str) -> dict:
             config.evaluate.dataset_json, config.evaluate.image_root
         )
     predicted = stage("predict", lambda: modes.run_predict(config, workdir))
+    if jax.process_index() != 0:  # process 0 plots and writes the summary
+        return {}
     plot_path = os.path.join(workdir, "training.png")
     stage("plot", lambda: plot_training(trained.metrics_path, plot_path))
 

@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -220,6 +221,8 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
             load_export(config).check_bucket(bucket)
         except ValueError as e:
             raise UserError(str(e)) from e
+    if jax.process_index() != 0:  # one video: process 0 predicts and writes, the others rest
+        return None
     out_dir = pc.output or os.path.join(workdir, "predict")
     try:
         out = predict_to_folder(
@@ -244,7 +247,9 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
 
 
 def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
-    """Predict every video of a split, write results.json, and score it when the split has GT."""
+    """Predict every video of a split, write results.json, and score it when the split has GT.
+
+    In a process group the videos are split over the hosts; process 0 writes and scores."""
     from ov2seg_jax.data.eval_split import open_eval_split
     from ov2seg_jax.evaluation.errors import EvalInputError
     from ov2seg_jax.evaluation.video_ap import evaluate_video
@@ -270,6 +275,8 @@ def run_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict | None
         )
     except ValueError as e:
         raise UserError(str(e)) from e
+    if jax.process_index() != 0:  # every host predicted its share; process 0 scores and writes
+        return None
     print(f"wrote {results_path}")
     if not dataset.has_annotations:
         from ov2seg_jax.evaluation.submission import write_submission

@@ -227,7 +227,8 @@ def build_tf_dataset(
         masks = tf.ensure_shape(masks, [None, None, None, None])
         labels = tf.ensure_shape(labels, [None])
         seed_pair = tf.stack([tf.constant(seed, tf.int64), pos])
-        return augment_example(frames, masks, labels, seed_pair, cfg, max_instances)
+        example = augment_example(frames, masks, labels, seed_pair, cfg, max_instances)
+        return {**example, "sample_id": pos}
 
     calls = tf.data.AUTOTUNE if num_parallel_calls in (None, -1, 0) else int(num_parallel_calls)
     ds = tf.data.Dataset.range(0, np.iinfo(np.int64).max).map(position)
@@ -240,7 +241,13 @@ def build_tf_dataset(
 
 
 class TrainIterator:
-    """This host's batches as numpy dicts; ``problems`` counts everything skipped so far."""
+    """This host's batches as numpy dicts; ``problems`` counts everything skipped so far.
+
+    ``sample_ids`` (B,) int64: the stream positions of the last batch's examples (host ``p`` of
+    ``P`` reads positions ``(k * P + p) * B ... + B - 1`` of global batch ``k``).
+    """
+
+    sample_ids: np.ndarray = np.zeros(0, np.int64)
 
     def __init__(self, ds: tf.data.Dataset, source: ExampleSource, clip: bool, max_instances: int):
         self._it = ds.as_numpy_iterator()
@@ -254,6 +261,7 @@ class TrainIterator:
 
     def __next__(self) -> dict[str, np.ndarray]:
         batch = next(self._it)
+        self.sample_ids = batch.pop("sample_id")
         kept = batch.pop("num_instances")
         self._truncated += int(np.maximum(kept - self._max_instances, 0).sum())
         if not self._clip:

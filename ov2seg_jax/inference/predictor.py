@@ -124,9 +124,7 @@ class VideoPredictor:
         self.top_k = top_k
         self.size_divisibility = size_divisibility
         self.matmul_precision = matmul_precision
-        self._forward = (
-            forward if forward is not None else jitted_forward(model, matmul_precision)
-        )
+        self._forward = forward if forward is not None else jitted_forward(model, matmul_precision)
 
     @classmethod
     def from_config(cls, model_cfg, variables, classifier, inference) -> VideoPredictor:

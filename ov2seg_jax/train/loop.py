@@ -166,8 +166,7 @@ def train(
     ``max_steps`` stops early (a test's way to interrupt a run) without changing the schedule.
     """
     tc = config.train
-    distributed.initialize(config.distributed)
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh()  # every device of the process group (joined by the entry point)
     n_dev = mesh.devices.size
     if tc.batch_size % n_dev:
         raise ValueError(
@@ -193,7 +192,8 @@ def train(
     if restored is not None:
         state, meta = restored
         data_position = int(meta["data_position"])
-        print(f"resumed from step {int(state.step)} ({manager.directory})")
+        if jax.process_index() == 0:
+            print(f"resumed from step {int(state.step)} ({manager.directory})")
     if jax.process_index() == 0:
         rules_file = write_rules_table(table, state.params, config.optimizer.base_lr, train_dir)
         if restored is None:
@@ -261,9 +261,9 @@ def train(
         writer.close()
 
     final = int(state.step)
-    variables = jax.device_get(model_variables(state))
+    variables = distributed.host_copy(model_variables(state))  # a collective: every process
     model_dir = os.path.join(workdir, "checkpoint")
-    if final == tc.num_steps and jax.process_index() == 0:
+    if final == tc.num_steps:  # every process takes part; process 0 writes
         model_checkpoint.save_model(model_dir, variables, config.model, classifier)
     manager.close()
     metrics_path = os.path.join(train_dir, "metrics.jsonl")

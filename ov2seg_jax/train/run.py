@@ -13,6 +13,7 @@ import numpy as np
 
 from ov2seg_jax.losses.criterion import CriterionConfig, compute_losses, weight_dict
 from ov2seg_jax.losses.federated import load_lvis_fed_weights
+from ov2seg_jax.train import distributed
 from ov2seg_jax.train.loop import EvalFn, TrainResult, train
 
 
@@ -126,6 +127,8 @@ def make_eval_fn(
         from ov2seg_jax.inference.evaluation_loop import predict_dataset
         from ov2seg_jax.inference.predictor import VideoPredictor
 
+        # this host's copy: each host predicts its share of the videos on its own device
+        variables = jax.device_put(distributed.host_copy(variables), jax.local_devices()[0])
         # A new predictor per evaluation (no state carried between them); equal models and
         # precisions share one jitted forward pass, so it compiles once for all evaluations.
         predictor = VideoPredictor.from_config(
@@ -133,12 +136,18 @@ def make_eval_fn(
         )
         out_dir = os.path.join(workdir, "train", "eval", f"step_{step:08d}")
         results = predict_dataset(predictor, dataset, out_dir, config.inference, max_videos)
-        result = evaluate_video(gt, results, semantics=ev.semantics)
-        metrics = {"AP": float(result.stats[0])}
-        if result.stats_base is not None:
-            metrics["AP_base"] = float(result.stats_base[0])
-            metrics["AP_novel"] = float(result.stats_novel[0])
-        print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        values = None
+        if jax.process_index() == 0:  # process 0 scores; every host gets the numbers
+            result = evaluate_video(gt, results, semantics=ev.semantics)
+            values = [float(result.stats[0]), float("nan"), float("nan")]
+            if result.stats_base is not None:
+                values[1:] = [float(result.stats_base[0]), float(result.stats_novel[0])]
+        values = distributed.broadcast_floats(values, 3)
+        metrics = {"AP": float(values[0])}
+        if not np.isnan(values[1]):
+            metrics["AP_base"], metrics["AP_novel"] = float(values[1]), float(values[2])
+        if jax.process_index() == 0:
+            print(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         return metrics
 
     return evaluate
