@@ -170,7 +170,7 @@ def load_train_step_case(
     """Read a ``train_step/``-layout folder; raises ``FileNotFoundError``/``ValueError`` with the
     reason when it cannot be used. ``edit_config`` may change the config before anything is built
     (a test's way to break one rule)."""
-    from ov2seg_jax.train.run import criterion_config
+    from ov2seg_jax.losses.config import CriterionConfig
 
     store, meta = _load(fixture_dir)
     state, derived_ok = weights_state_dict(fixture_dir, meta, weights)
@@ -185,7 +185,7 @@ def load_train_step_case(
         raise ValueError(f"train_step.npz images must be (B, 3, H, W), got {images.shape}")
     b = images.shape[0]
     targets, counts = read_targets(store, b, extra_padding, "train_step.npz")
-    cc = criterion_config(config.loss)
+    cc = CriterionConfig.from_config(config.loss)
     order = meta["draw_order"]
     arrays = [(e.get("kind"), e["key"], _require(store, e["key"])) for e in order]
     q = _require(store, "pred0_logits").shape[1]
@@ -278,14 +278,14 @@ def rerun_update(case: TrainStepCase, result: StepResult, edit_config) -> StepRe
 
 def run_step(case: TrainStepCase) -> StepResult:
     """One step of our trainer, built as ``--mode train`` builds it, replaying the draws."""
+    from ov2seg_jax.losses.config import CriterionConfig
     from ov2seg_jax.models.ov2seg import build_model
     from ov2seg_jax.train.optimizer import learning_rate_schedule, make_optimizer
-    from ov2seg_jax.train.run import criterion_config
     from ov2seg_jax.train.state import create_train_state
     from ov2seg_jax.train.step import make_train_step
 
     config = case.config
-    cc = criterion_config(config.loss)
+    cc = CriterionConfig.from_config(config.loss)
     draws = case.draws
 
     def replay_loss_terms(outputs, targets, rng):
