@@ -137,6 +137,18 @@ NOT_CONFIGS = {
     "ready",  # a queue (get(timeout=...))
     "os.environ",
     "_ALIASES",
+    "a",  # a dataset annotation written into a TFDS record (JSON)
+    "_BACKEND_PLATFORM",  # a module-level lookup table
+    "e.get('check') or {}",  # the init fixture's JSON records
+    "theory",
+    "json.load(f)",
+    "rel",
+    "meta['weights']",  # the training-step fixture's JSON metadata
+    "meta['config']",
+    "case.meta['weights']",
+    "_DERIVED_DEFAULTS",  # a module-level lookup table
+    "pieces",  # a dict of lists being filled
+    "node",  # a nested dict being filled (checkpoint key tree)
 }
 
 
