@@ -194,6 +194,7 @@ def test_the_pytorch_encoder_without_torch_names_the_extra(tmp_path, monkeypatch
     cfg = {
         "encoder": "clip_torch",
         "clip_model": str(tmp_path / "clip"),
+        "templates": "single",
         "cache_dir": str(tmp_path),
     }
     with pytest.raises(ValueError, match=r"clip_torch.*pip install 'ov2seg-jax\[torch\]'"):
