@@ -36,6 +36,11 @@ class Bucket:
         return self
 
 
+def signature_name(bucket: Bucket) -> str:
+    """The bucket's signature in the TF SavedModel."""
+    return f"bucket_{bucket.name}"
+
+
 def parse_bucket(text: str) -> Bucket:
     """``"10x480x864x1196"`` -> Bucket(10, 480, 864, 1196)."""
     parts = text.strip().lower().split("x")

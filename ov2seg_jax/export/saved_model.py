@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ov2seg_jax.export.buckets import Bucket
+from ov2seg_jax.export.buckets import Bucket, signature_name
 
 
 def write_saved_model(
@@ -34,8 +34,6 @@ def write_saved_model(
     """Save ``forward(weights, images, classifier)`` for ``buckets``; returns its manifest part."""
     import tensorflow as tf
     from jax.experimental import jax2tf
-
-    from ov2seg_jax.export.writer import signature_name
 
     converted = jax2tf.convert(
         forward, native_serialization_platforms=tuple(platforms), with_gradient=False

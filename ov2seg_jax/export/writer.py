@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 
 from ov2seg_jax.atomic_file import atomic_write
-from ov2seg_jax.export.buckets import Bucket
+from ov2seg_jax.export.buckets import Bucket, signature_name
 from ov2seg_jax.models.preprocess import PIXEL_MEAN, PIXEL_STD
 from ov2seg_jax.tracking.tracker import WINDOW_KEYS
 
@@ -63,10 +63,6 @@ OUTPUT_DOC = {
 
 def bucket_file(bucket: Bucket) -> str:
     return f"bucket_{bucket.name}.jax_exported"
-
-
-def signature_name(bucket: Bucket) -> str:
-    return f"bucket_{bucket.name}"
 
 
 def portable_model_config(model_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

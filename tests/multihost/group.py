@@ -32,7 +32,9 @@ def env(devices: int, **extra: str) -> dict:
 def data_args(data_root: str) -> list[str]:
     """The config's data paths pointed at a synthetic dataset built once for the module."""
     return [
+        "--config.data.dataset=lvvis_format",  # the folder layout (the config's default is TFDS)
         f"--config.data.root={data_root}",
+        "--config.evaluate.dataset=",
         f"--config.classifier.path={data_root}/text_classifier.npy",
         f"--config.evaluate.dataset_json={data_root}/val/val_instances.json",
         f"--config.evaluate.image_root={data_root}/val/JPEGImages",
