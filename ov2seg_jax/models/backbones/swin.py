@@ -15,8 +15,8 @@ backbone) is reproduced operation for operation, in NHWC:
 * per-stage output LayerNorms ``norm0`` .. ``norm3``.
 
 All LayerNorms use eps 1e-5 and two-pass variance; GELU is the exact (erf) one. Windowed attention
-runs as batched einsums over all windows of all images at once; window padding, roll and masks are
-built from static shapes (the mask in numpy).
+runs as batched matmuls in head-major layout over all windows of all images at once; window
+padding, roll and masks are built from static shapes (the mask in numpy).
 
 Submodule names mirror the original's state-dict names (``patch_embed/proj``,
 ``layers_{s}/blocks_{b}/attn/qkv``, ``layers_{s}/downsample/reduction``, ``norm{i}``...), so the
@@ -139,10 +139,12 @@ class WindowAttention(nn.Module):
             jnp.float32,
         )
         qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
-        qkv = qkv.reshape(b, nw, n, 3, heads, head_dim)
-        q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]  # (B, nW, N, h, d)
+        # Head-major (3, B*nW, h, N, d): both attention products are then plain batched matmuls
+        # over one leading batch axis, the form XLA:CPU runs fastest (no transposes inside dots).
+        qkv = qkv.reshape(b * nw, n, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
         q = q * jnp.asarray(head_dim**-0.5, q.dtype)
-        logits = jnp.einsum("bwnhd,bwmhd->bwhnm", q, k)  # (B, nW, h, N, N)
+        logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2)).reshape(b, nw, heads, n, n)
 
         index = swin_relative_position_index(w).reshape(-1).astype(np.int32)
         bias = jnp.take(table, jnp.asarray(index), axis=0).reshape(n, n, heads)
@@ -153,7 +155,8 @@ class WindowAttention(nn.Module):
             logits = logits + jnp.asarray(mask, logits.dtype)[None, :, None]
         attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
 
-        out = jnp.einsum("bwhnm,bwmhd->bwnhd", attn, v).reshape(b, nw, n, c)
+        out = jnp.matmul(attn.reshape(b * nw, heads, n, n), v.astype(self.dtype))
+        out = out.transpose(0, 2, 1, 3).reshape(b, nw, n, c)
         return nn.Dense(c, dtype=self.dtype, name="proj")(out)
 
 
