@@ -240,6 +240,12 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from e
     print(out.table)
+    if out.window_ages_s:
+        line = f"first window predicted {out.window_ages_s[0]:.2f} s after the process started"
+        if out.startup_s() is not None:
+            per_window = out.window_ages_s[1] - out.window_ages_s[0]
+            line += f" (start-up {out.startup_s():.2f} s, then {per_window:.2f} s a window)"
+        print(line)
     for path in (out.results, out.categories, out.tracks, out.overlay):
         if path:
             print(f"wrote {path}")

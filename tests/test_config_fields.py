@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -114,62 +115,69 @@ def test_from_section_reads_same_named_fields_and_overrides():
         from_section(augment.LSJConfig, data, "config.data", size=32)
 
 
-# Receivers of ``.get(key, default)`` in ov2seg_jax/ that are data, not configs: JSON records read
-# from datasets and results, counters, module-level lookup tables, the environment.
-NOT_CONFIGS = {
-    "annotation",  # a dataset annotation (JSON)
-    "by_owner",  # annotations grouped by image/video
-    "f.by_owner",
-    "by_video",
-    "c",  # a category record (JSON)
-    "m",  # an image/video record (JSON)
-    "v",  # a video record of a submission (JSON)
-    "gt",  # a ground-truth JSON
-    "gt.pair_tracks",
-    "counts",  # counters
-    "entry",  # a fixture's JSON entry
-    "manifest",  # a fixture's manifest (JSON)
-    "notes",
-    "tols",
-    "ours_w",
-    "info",  # a transformers loading report
-    "variables",  # a variables tree ({'params', 'frozen'})
-    "ready",  # a queue (get(timeout=...))
-    "os.environ",
-    "_ALIASES",
-    "a",  # a dataset annotation written into a TFDS record (JSON)
-    "_BACKEND_PLATFORM",  # a module-level lookup table
-    "e.get('check') or {}",  # the init fixture's JSON records
-    "theory",
-    "json.load(f)",
-    "rel",
-    "meta['weights']",  # the training-step fixture's JSON metadata
-    "meta['config']",
-    "case.meta['weights']",
-    "_DERIVED_DEFAULTS",  # a module-level lookup table
-    "pieces",  # a dict of lists being filled
-    "node",  # a nested dict being filled (checkpoint key tree)
-}
+# What holds a config: a name (or attribute) spelled like one, a parameter annotated
+# ``ConfigDict``, and any local name bound from an expression rooted at one of those.
+CONFIG_NAME = re.compile(r"^(config|cfg|[a-z_]+_cfg|[a-z_]+_config|section)$")
+
+
+def _chain(expr: ast.expr) -> tuple[str | None, list[str]]:
+    """(root name, every name and attribute along ``a.b[c].d``)."""
+    names = []
+    while isinstance(expr, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(expr, ast.Attribute):
+            names.append(expr.attr)
+        expr = expr.func if isinstance(expr, ast.Call) else expr.value
+    root = expr.id if isinstance(expr, ast.Name) else None
+    return root, [*names, root] if root else names
+
+
+def _config_names(fn: ast.AST) -> set[str]:
+    args = fn.args
+    params = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    names = {
+        a.arg
+        for a in params
+        if CONFIG_NAME.match(a.arg)
+        or (a.annotation is not None and "ConfigDict" in ast.unparse(a.annotation))
+    }
+    for _ in range(3):  # bindings of bindings (pd = cfg.model; dec = pd.decoder)
+        for node in ast.walk(fn):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target = node.targets[0]
+                if isinstance(target, ast.Name) and _holds_config(node.value, names):
+                    names.add(target.id)
+    return names
+
+
+def _holds_config(expr: ast.expr, names: set[str]) -> bool:
+    root, chain = _chain(expr)
+    return root in names or any(CONFIG_NAME.match(n) for n in chain)
 
 
 def _default_gets(path: pathlib.Path, root: pathlib.Path = ROOT) -> list[str]:
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+    """``x.get(key, default)`` / ``x.setdefault`` calls in ``path`` whose ``x`` holds a config."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = {}
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             continue
-        if node.func.attr not in ("get", "setdefault"):
-            continue
-        if len(node.args) < 2 and not any(k.arg == "default" for k in node.keywords):
-            continue
-        receiver = ast.unparse(node.func.value)
-        if receiver not in NOT_CONFIGS:
-            found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
-    return found
+        names = _config_names(fn)
+        for node in ast.walk(fn):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in ("get", "setdefault"):
+                continue
+            if len(node.args) < 2 and not any(k.arg == "default" for k in node.keywords):
+                continue
+            if _holds_config(node.func.value, names):
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                found[where] = f"{where}: {ast.unparse(node)}"
+    return sorted(found.values())
 
 
 def test_no_module_reads_a_config_default():
-    """Grep-style: no ``x.get(key, default)`` under ov2seg_jax/ unless ``x`` is listed above as
-    data; a config field is read as ``section.field`` (defaults live in configs/)."""
+    """No ``config.x.get(key, default)`` under ov2seg_jax/: a config field is read as
+    ``section.field`` (defaults live in configs/); data dicts may use ``.get`` freely."""
     found = [hit for p in sorted((ROOT / "ov2seg_jax").rglob("*.py")) for hit in _default_gets(p)]
     assert not found, "config defaults read in code:\n" + "\n".join(found)
 
@@ -179,3 +187,23 @@ def test_the_scan_finds_a_config_default(tmp_path):
     bad.write_text("def f(config):\n    return config.train.get('num_steps', 10)\n")
     hits = _default_gets(bad, tmp_path)
     assert len(hits) == 1 and "config.train.get('num_steps', 10)" in hits[0]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(cfg):\n    pd = cfg.model\n    dec = pd.decoder\n    return dec.get('x', 1)\n",
+        "def f(c: ml_collections.ConfigDict):\n    return c.setdefault('x', 1)\n",
+        "class A:\n    def f(self):\n        return self.config.data.get('x', default=2)\n",
+    ],
+)
+def test_the_scan_follows_config_holders(tmp_path, source):
+    bad = tmp_path / "bad.py"
+    bad.write_text(source)
+    assert len(_default_gets(bad, tmp_path)) == 1
+
+
+def test_the_scan_leaves_data_alone(tmp_path):
+    ok = tmp_path / "ok.py"
+    ok.write_text("def f(record, counts):\n    return record.get('id', 0) + counts.get(1, 0)\n")
+    assert _default_gets(ok, tmp_path) == []

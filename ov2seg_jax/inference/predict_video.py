@@ -48,6 +48,16 @@ class PredictOutputs:
     tracks: str
     overlay: str | None
     table: str
+    # process age (s) when the first (and second) window was predicted
+    window_ages_s: tuple[float, ...] = ()
+
+    def startup_s(self) -> float | None:
+        """Seconds from process start until the first window's computation began (its ready
+        time less the time the second window took); None for a one-window video."""
+        if len(self.window_ages_s) < 2:
+            return None
+        first, second = self.window_ages_s[:2]
+        return first - (second - first)
 
 
 def _write_text(path: str, text: str) -> str:
@@ -122,4 +132,6 @@ def predict_to_folder(
         if created:  # a folder made for this run holds nothing half-written afterwards
             shutil.rmtree(out_dir, ignore_errors=True)
         raise
-    return PredictOutputs(pred, results, categories, tracks, overlay_path, table)
+    return PredictOutputs(
+        pred, results, categories, tracks, overlay_path, table, tuple(streamer.window_ages_s)
+    )

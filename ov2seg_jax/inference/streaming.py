@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ov2seg_jax.inference.predictor import VideoPredictor
 from ov2seg_jax.models.preprocess import normalize_and_pad, padded_size
+from ov2seg_jax.process_clock import process_age_s
 from ov2seg_jax.tracking import masks_to_output, track_window
 from ov2seg_jax.tracking.readout import (
     blank_ignored_frames,
@@ -134,6 +135,9 @@ class StreamingPredictor:
     """
 
     def __init__(self, predictor: VideoPredictor, cache_bytes: int):
+        # process age (s) when each of the first two windows was predicted: start-up is the
+        # first minus the time the second took
+        self.window_ages_s: list[float] = []
         self.predictor = predictor
         self.cache_bytes = int(cache_bytes)
         self.reran_network = False  # whether the last video needed the second network pass
@@ -176,6 +180,9 @@ class StreamingPredictor:
             if window.shape[1:] != (h, w, 3):
                 raise ValueError(f"frames must be ({h}, {w}, 3), got {window.shape[1:]}")
             state, aligned = track_window(state, self._network(window, padded))
+            if len(self.window_ages_s) < 2 and window.shape[0] == ws:  # full windows only
+                age = process_age_s()
+                self.window_ages_s += [] if age is None else [age]
             slots.append(aligned.slot_indices.astype(np.int32))
             if keep:
                 cached += (

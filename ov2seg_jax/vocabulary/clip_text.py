@@ -29,7 +29,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -200,25 +200,14 @@ class ClipTextEncoder:
         """Embed ``prompts``; returns ``(len(prompts), D)`` float32 rows of unit L2 norm."""
         import torch
 
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        chunks = []
+        def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            out = self.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+            return out.text_embeds.to(torch.float32).cpu().numpy()
+
         with torch.inference_mode():
-            for start in range(0, len(prompts), batch_size):
-                batch = self.tokenizer(
-                    list(prompts[start : start + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                out = self.model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                )
-                chunks.append(out.text_embeds.to(torch.float32).cpu().numpy())
-        if not chunks:
-            return np.zeros((0, self.embed_dim), np.float32)
-        return _l2_normalise(np.concatenate(chunks, axis=0))
+            return encode_in_batches(
+                self.tokenizer, prompts, batch_size, self.max_length, self.embed_dim, run
+            )
 
 
 class FlaxClipTextEncoder:
@@ -267,26 +256,45 @@ class FlaxClipTextEncoder:
 
         Batches are padded to a multiple of 8 tokens (the causal mask makes the padding
         invisible to the end-of-text token), so few shapes are compiled."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        chunks = []
-        for start in range(0, len(prompts), batch_size):
-            batch = self.tokenizer(
-                list(prompts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="np",
-            )
-            ids, mask = batch["input_ids"], batch["attention_mask"]
+        pad_id = self.tokenizer.pad_token_id or 0  # what the tokenizer pads with
+
+        def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
             extra = min(-(-ids.shape[1] // 8) * 8, self.max_length) - ids.shape[1]
-            pad_id = self.tokenizer.pad_token_id or 0  # what the tokenizer pads with
             ids = np.pad(ids, ((0, 0), (0, extra)), constant_values=pad_id)
             mask = np.pad(mask, ((0, 0), (0, extra)))
-            chunks.append(np.asarray(self._apply(self.params, ids, mask), np.float32))
-        if not chunks:
-            return np.zeros((0, self.embed_dim), np.float32)
-        return _l2_normalise(np.concatenate(chunks, axis=0))
+            return np.asarray(self._apply(self.params, ids, mask), np.float32)
+
+        return encode_in_batches(
+            self.tokenizer, prompts, batch_size, self.max_length, self.embed_dim, run
+        )
+
+
+def encode_in_batches(
+    tokenizer,
+    prompts: Sequence[str],
+    batch_size: int,
+    max_length: int,
+    embed_dim: int,
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Tokenise ``prompts`` ``batch_size`` at a time (padded to the batch's longest, truncated
+    at ``max_length``), embed each batch with ``run(input_ids, attention_mask)`` and return the
+    ``(len(prompts), embed_dim)`` float32 rows L2-normalised."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    chunks = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(
+            list(prompts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="np",
+        )
+        chunks.append(run(batch["input_ids"], batch["attention_mask"]))
+    if not chunks:
+        return np.zeros((0, embed_dim), np.float32)
+    return _l2_normalise(np.concatenate(chunks, axis=0))
 
 
 TEXT_ENCODERS = {"flax": FlaxClipTextEncoder, "torch": ClipTextEncoder}

@@ -265,20 +265,28 @@ struct BackwardOp {
   }
 };
 
-template <ffi::DataType DT>
-ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT> locations,
-                   ffi::Buffer<DT> weights, ffi::Span<const int64_t> heights,
-                   ffi::Span<const int64_t> widths, ffi::ResultBuffer<DT> output) {
-  using T = ffi::NativeType<DT>;
+// Reads the problem from the inputs' shapes and the level attributes, then runs Unit over it.
+template <typename T, template <typename, int> class Unit, ffi::DataType DT>
+ffi::Error Launch(ffi::ThreadPool& pool, const ffi::Buffer<DT>& value,
+                  const ffi::Buffer<DT>& locations, ffi::Span<const int64_t> heights,
+                  ffi::Span<const int64_t> widths, const Tensors<T>& t) {
   Problem pr;
   if (auto err = ReadProblem(value.dimensions(), locations.dimensions(), heights, widths, &pr);
       !err.success()) {
     return err;
   }
+  RunUnits<T, Unit>(pool, pr, t);
+  return ffi::Error::Success();
+}
+
+template <ffi::DataType DT>
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT> locations,
+                   ffi::Buffer<DT> weights, ffi::Span<const int64_t> heights,
+                   ffi::Span<const int64_t> widths, ffi::ResultBuffer<DT> output) {
+  using T = ffi::NativeType<DT>;
   Tensors<T> t{value.typed_data(), locations.typed_data(), weights.typed_data(), nullptr,
                output->typed_data(), nullptr, nullptr, nullptr};
-  RunUnits<T, ForwardOp>(pool, pr, t);
-  return ffi::Error::Success();
+  return Launch<T, ForwardOp>(pool, value, locations, heights, widths, t);
 }
 
 template <ffi::DataType DT>
@@ -288,16 +296,10 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT>
                     ffi::ResultBuffer<DT> grad_value, ffi::ResultBuffer<DT> grad_locations,
                     ffi::ResultBuffer<DT> grad_weights) {
   using T = ffi::NativeType<DT>;
-  Problem pr;
-  if (auto err = ReadProblem(value.dimensions(), locations.dimensions(), heights, widths, &pr);
-      !err.success()) {
-    return err;
-  }
   Tensors<T> t{value.typed_data(),      locations.typed_data(),      weights.typed_data(),
                grad_output.typed_data(), nullptr,                     grad_value->typed_data(),
                grad_locations->typed_data(), grad_weights->typed_data()};
-  RunUnits<T, BackwardOp>(pool, pr, t);
-  return ffi::Error::Success();
+  return Launch<T, BackwardOp>(pool, value, locations, heights, widths, t);
 }
 
 }  // namespace
