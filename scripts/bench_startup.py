@@ -1,8 +1,8 @@
 """Start-up of ``--mode predict``: how long a fresh process waits for its first window.
 
-    python scripts/bench_startup.py                     # R50, 20 frames of 480x864, 3 processes
-    python scripts/bench_startup.py --models r50,swinb --runs 2
-    python scripts/bench_startup.py --models configs/tiny.py --height 64 --width 96 --frames 4
+    python scripts/bench_startup.py --export            # R50, 4 frames of 480x864, windows of 2
+    python scripts/bench_startup.py --models r50,swinb --runs 2 --window 10 --frames 20
+    python scripts/bench_startup.py --models configs/tiny.py --height 64 --width 96
 
 For each model: a model directory with random weights (filled with numpy from the variables'
 shapes, as a converted checkpoint would be: no ``model.init``), a folder of frames and a fresh
@@ -15,8 +15,9 @@ predicted; the start-up is the first less the time the second took: interpreter 
 checkpoint restore, vocabulary, and the compile or the cache load, until the network starts on
 frame 1. The first process compiles and fills the cache; the later ones are what a user pays for
 every further video of that size. The table gives, per process: start-up, seconds a window,
-first-window time, the whole process's wall time and its peak RSS. ``--frames`` must give two
-full windows (the configs' window is 10 frames).
+first-window time, the whole process's wall time and its peak RSS. ``--window`` sets
+``inference.window_size`` (2 by default: a short window keeps the noise of the window time, which
+the start-up is computed with, small; the start-up itself hardly depends on it).
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def write_frames(directory: str, frames: int, height: int, width: int) -> str:
     return directory
 
 
-def _main_command(config_path: str, mode: str, model: str, out: str, cache: str) -> list[str]:
+def _main_command(
+    config_path: str, mode: str, model: str, out: str, cache: str, window: int
+) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -96,15 +99,16 @@ def _main_command(config_path: str, mode: str, model: str, out: str, cache: str)
         f"--workdir={out}",
         f"--config.checkpoint.path={model}",
         f"--config.compilation_cache_dir={cache}",
+        f"--config.inference.window_size={window}",
     ]
 
 
 def write_export(
-    config_path: str, model: str, out: str, cache: str, bucket: str, platform: str
+    config_path: str, model: str, out: str, cache: str, window: int, bucket: str, platform: str
 ) -> str:
     """``--mode export`` of the model directory for one bucket on this platform; its folder."""
     folder = os.path.join(out, "export")
-    command = _main_command(config_path, "export", model, out, cache) + [
+    command = _main_command(config_path, "export", model, out, cache, window) + [
         f"--config.export.buckets={bucket}",
         f"--config.export.platforms={platform}",
         "--config.export.saved_model=False",
@@ -117,10 +121,10 @@ def write_export(
 
 
 def predict_once(
-    config_path: str, model: str, frames: str, out: str, cache: str, export: str = ""
+    config_path: str, model: str, frames: str, out: str, cache: str, window: int, export: str = ""
 ) -> dict:
     """One fresh ``--mode predict`` process: first-window time, wall time, peak RSS."""
-    command = _main_command(config_path, "predict", model, out, cache) + [
+    command = _main_command(config_path, "predict", model, out, cache, window) + [
         f"--config.predict.input={frames}",
         f"--config.predict.output={out}",
         "--config.predict.overlay=none",
@@ -148,7 +152,14 @@ def predict_once(
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="r50", help="r50, swinb or config files, comma-separated")
-    p.add_argument("--frames", type=int, default=20, help="two windows of 10 by default")
+    p.add_argument("--frames", type=int, default=4, help="at least two windows")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=2,
+        help="frames a window (inference.window_size): a short window keeps the noise of the "
+        "window time, which the start-up is computed with, small",
+    )
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=864)
     p.add_argument("--runs", type=int, default=3, help="fresh processes per model (>= 2)")
@@ -159,11 +170,16 @@ def main(argv=None) -> int:
         help="also time predict from a --mode export folder of the model (its StableHLO)",
     )
     args = p.parse_args(argv)
+    if args.frames < 2 * args.window:
+        p.error("--frames must be at least two windows (2 * --window)")
     if args.runs < 2:
         p.error("--runs must be >= 2: the first process fills the cache, the next ones use it")
     work = args.workdir or tempfile.mkdtemp(prefix="ov2seg_startup_")
     frames = write_frames(os.path.join(work, "frames"), args.frames, args.height, args.width)
-    print(f"{args.frames} frames of {args.height}x{args.width}; work in {work}")
+    print(
+        f"{args.frames} frames of {args.height}x{args.width}, windows of {args.window}; "
+        f"work in {work}"
+    )
     print(
         f"{'model':<14} {'from':<10} {'process':>7} {'cache':>6} {'start-up s':>10} "
         f"{'window s':>8} {'first window s':>14} {'wall s':>7} {'RSS GB':>6}"
@@ -187,14 +203,17 @@ def main(argv=None) -> int:
                 size = resized_shape(*size, inf.min_size_test, inf.max_size_test)
             hp, wp = padded_size(*size, inf.size_divisibility)
             classes = load_config(config_path).model.num_classes
-            bucket = f"{inf.window_size}x{hp}x{wp}x{classes}"
+            bucket = f"{args.window}x{hp}x{wp}x{classes}"
             platform = jax.default_backend()
             sources.append(
-                ("export", write_export(config_path, model, out, cache, bucket, platform))
+                (
+                    "export",
+                    write_export(config_path, model, out, cache, args.window, bucket, platform),
+                )
             )
         for source, export in sources:
             for run in range(args.runs):
-                r = predict_once(config_path, model, frames, out, cache, export)
+                r = predict_once(config_path, model, frames, out, cache, args.window, export)
                 state = "cold" if run == 0 else "warm"
                 print(
                     f"{name:<14} {source:<10} {run + 1:>7} {state:>6} {r['startup_s']:>10.2f} "

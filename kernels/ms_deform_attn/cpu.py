@@ -32,6 +32,8 @@ _HANDLERS = {
     "ov2seg_msda_cpu_backward_f32": "MsdaBackwardF32",
     "ov2seg_msda_cpu_backward_f64": "MsdaBackwardF64",
 }
+# The FFI target names a lowered program calls (jax.export must be told to accept them).
+FFI_TARGETS: tuple[str, ...] = tuple(_HANDLERS)
 _SUFFIX = {"float32": "f32", "float64": "f64"}
 
 BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"

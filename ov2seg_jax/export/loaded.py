@@ -5,7 +5,9 @@ artifacts are deserialised on first use. :meth:`ExportedModel.forward` has the s
 model's jitted forward (``(weights, images, classifier) -> window outputs``), so
 :meth:`VideoPredictor.from_export` runs the same tracking, read-out, results and overlay code
 on top of it. A window whose shape was not exported is a ``ValueError`` naming the buckets that
-were. Nothing here imports the model code.
+were. On CPU the bucket's native-core artifact runs when the export holds one made against the
+native library built here (same content hash); otherwise the portable one. Nothing here imports
+the model code.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ from ov2seg_jax.export.writer import CLASSIFIER, FORMAT, MANIFEST
 _BACKEND_PLATFORM = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "tpu": "tpu"}
 
 
+def _native_library_matches(manifest: dict) -> bool:
+    """Whether this is a CPU process whose native MSDA library is the one the export's native
+    artifacts were lowered against (registering its handlers if so)."""
+    wanted = manifest.get("cpu_native_library")
+    if not wanted or jax.default_backend() != "cpu":
+        return False
+    from kernels.ms_deform_attn import cpu as native_msda
+    from ov2seg_jax.compile_cache import native_library_tag
+
+    return native_library_tag() == wanted and native_msda.is_available()
+
+
 class ExportedModel:
     """The exported network of one export folder (see :mod:`ov2seg_jax.export.writer`)."""
 
@@ -33,6 +47,12 @@ class ExportedModel:
         self.buckets = {
             Bucket(b["window"], b["height"], b["width"], b["num_classes"]): b["file"]
             for b in manifest["buckets"]
+        }
+        # artifacts with the native CPU core, usable only beside the library they were made with
+        self.native_files = {
+            Bucket(b["window"], b["height"], b["width"], b["num_classes"]): b["cpu_native_file"]
+            for b in manifest["buckets"]
+            if b.get("cpu_native_file") and _native_library_matches(manifest)
         }
         self.text_embed_dim = int(manifest["inputs"][2]["shape"][1])
         self.size_divisibility = int(manifest["preprocessing"]["size_divisibility"])
@@ -95,10 +115,14 @@ class ExportedModel:
                 f"{bucket.name}"
             )
 
+    def artifact(self, bucket: Bucket) -> str:
+        """The file run for ``bucket`` here: the native-CPU one when it fits, else the portable."""
+        self.check_bucket(bucket)
+        return self.native_files.get(bucket) or self.buckets[bucket]
+
     def _call(self, bucket: Bucket):
         if bucket not in self._calls:
-            self.check_bucket(bucket)
-            path = os.path.join(self.directory, self.buckets[bucket])
+            path = os.path.join(self.directory, self.artifact(bucket))
             try:
                 with open(path, "rb") as f:
                     exported = jax.export.deserialize(bytearray(f.read()))

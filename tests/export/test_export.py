@@ -14,7 +14,10 @@ import pytest
 
 from configs import tiny
 from ov2seg_jax import checkpoint, modes
+from ov2seg_jax.compile_cache import native_library_tag
 from ov2seg_jax.convert.convert_ov2seg import abstract_variables
+from ov2seg_jax.export.buckets import Bucket
+from ov2seg_jax.export.loaded import ExportedModel
 from ov2seg_jax.inference.predictor import jitted_forward
 from ov2seg_jax.models.ov2seg import build_model
 from tests.export.conftest import MIN_SIZE, write_frames
@@ -98,6 +101,10 @@ def test_manifest_describes_the_buckets_and_the_contract(exported):
     }
     assert manifest["platforms"] == ["cpu", "cuda", "tpu"]
     assert manifest["msda_implementation"] == "xla"
+    assert manifest["cpu_native_library"] == native_library_tag() != "no-native"
+    for b in manifest["buckets"]:
+        assert b["cpu_native_file"] == f"bucket_{b['name']}.cpu_native.jax_exported"
+        assert os.path.isfile(os.path.join(cfg.export.output, b["cpu_native_file"]))
     assert manifest["jax_version"] == jax.__version__
     version = manifest["calling_convention_version"]
     assert isinstance(version, int) and f"calling convention {version}" in manifest["compatibility"]
@@ -144,6 +151,27 @@ def test_predict_from_the_export_equals_predict_from_the_checkpoint(exported):
     assert (root / "from_export" / "categories.json").read_text() == (
         root / "from_checkpoint" / "categories.json"
     ).read_text()
+
+
+@pytest.mark.slow
+def test_the_native_cpu_artifact_runs_here_and_equals_the_live_model(exported):
+    root, cfg, manifest, classifier = exported
+    model = ExportedModel.load(cfg.export.output)
+    bucket = Bucket(4, 64, 96, 3)
+    assert model.artifact(bucket) == manifest["buckets"][0]["cpu_native_file"]
+    images = np.random.default_rng(4).standard_normal((4, 64, 96, 3)).astype(np.float32)
+    got = {k: np.asarray(v) for k, v in model.forward(model.weights, images, classifier).items()}
+    live = _live_outputs(cfg.checkpoint.path, images, classifier)
+    for key, want in live.items():
+        np.testing.assert_allclose(got[key], want, atol=ATOL[key], rtol=0)
+    assert np.abs(live["pred_masks"]).max() > 0.1
+
+
+def test_a_native_artifact_of_another_library_build_is_not_used(exported, tmp_path):
+    root, cfg, manifest, _ = exported
+    other = {**manifest, "cpu_native_library": "0123456789ab"}
+    model = ExportedModel(cfg.export.output, other)
+    assert model.artifact(Bucket(4, 64, 96, 3)) == manifest["buckets"][0]["file"]
 
 
 def test_a_bucket_not_exported_is_an_error_naming_the_buckets(exported):

@@ -52,7 +52,7 @@ def test_bench_startup_reports_a_cache_hit_in_the_second_process(tmp_path):
             "--models=configs/tiny.py",
             "--height=64",
             "--width=96",
-            "--frames=8",
+            "--frames=4",
             "--runs=2",
             f"--workdir={tmp_path}",
         ],
