@@ -54,23 +54,12 @@ def load_config(path: str):
 
 def write_model_dir(config_path: str, directory: str, seed: int = 0) -> str:
     """A model directory for the config's architecture with random weights and classifier."""
-    import jax
-
     from ov2seg_jax import checkpoint
-    from ov2seg_jax.convert.convert_ov2seg import abstract_variables
+    from ov2seg_jax.convert.convert_ov2seg import random_variables
 
     cfg = load_config(config_path).model
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if "['var']" in name or "['scale']" in name:
-            return np.ones(leaf.shape, leaf.dtype)
-        if "['mean']" in name:
-            return np.zeros(leaf.shape, leaf.dtype)
-        return (rng.standard_normal(leaf.shape) * 0.02).astype(leaf.dtype)
-
-    variables = jax.tree_util.tree_map_with_path(fill, abstract_variables(cfg))
+    variables = random_variables(cfg, seed, std=0.02)
+    rng = np.random.default_rng(seed + 1)
     classifier = rng.standard_normal((cfg.num_classes, cfg.decoder.text_embed_dim))
     classifier /= np.linalg.norm(classifier, axis=1, keepdims=True)
     return checkpoint.save_model(directory, variables, cfg, classifier.astype(np.float32))

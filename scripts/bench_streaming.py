@@ -41,11 +41,10 @@ def _frames(n: int, h: int, w: int):
 def run_one(path: str, n: int, h: int, w: int, cache_mb: int) -> dict:
     import resource
 
-    import jax
     import numpy as np
 
     from configs import tiny
-    from ov2seg_jax.convert.convert_ov2seg import abstract_variables
+    from ov2seg_jax.convert.convert_ov2seg import random_variables
     from ov2seg_jax.inference.predictor import VideoPredictor
     from ov2seg_jax.inference.streaming import StreamingPredictor
     from ov2seg_jax.models.ov2seg import build_model
@@ -53,15 +52,7 @@ def run_one(path: str, n: int, h: int, w: int, cache_mb: int) -> dict:
     cfg = tiny.get_config()
     rng = np.random.default_rng(0)
 
-    def fill(p, leaf):
-        name = jax.tree_util.keystr(p)
-        if "['var']" in name or "['scale']" in name:
-            return np.ones(leaf.shape, leaf.dtype)
-        if "['mean']" in name:
-            return np.zeros(leaf.shape, leaf.dtype)
-        return (rng.standard_normal(leaf.shape) * 0.1).astype(leaf.dtype)
-
-    variables = jax.tree_util.tree_map_with_path(fill, abstract_variables(cfg.model))
+    variables = random_variables(cfg.model)
     classifier = rng.standard_normal((5, 32)).astype(np.float32)
     predictor = VideoPredictor(
         build_model(cfg.model),

@@ -41,6 +41,23 @@ def abstract_variables(model_cfg: ml_collections.ConfigDict):
     )
 
 
+def random_variables(model_cfg: ml_collections.ConfigDict, seed: int = 0, std: float = 0.1):
+    """Random variables of the model's shapes, filled with numpy (nothing is compiled): frozen
+    batch-norm means 0, variances and scales 1, every other leaf ~ N(0, std^2). For benchmarks and
+    tests that need a model directory of a real architecture without a checkpoint."""
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if "['var']" in name or "['scale']" in name:
+            return np.ones(leaf.shape, leaf.dtype)
+        if "['mean']" in name:
+            return np.zeros(leaf.shape, leaf.dtype)
+        return (rng.standard_normal(leaf.shape) * std).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, abstract_variables(model_cfg))
+
+
 def classifier_from_state_dict(state_dict) -> np.ndarray | None:
     """The checkpoint's (D, C+1) ``zs_weight`` as (C, D) rows, background column dropped."""
     zs = state_dict.get(CLASSIFIER_KEY)

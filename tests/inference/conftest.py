@@ -44,24 +44,11 @@ def write_tiny_model(directory: str, seed: int = 0) -> str:
     Batch-norm statistics are 0 / 1 and scales 1, every other leaf ~ N(0, 0.1^2), which keeps the
     outputs finite and varied.
     """
-    import jax
-    import numpy as np
-
     from configs import tiny
-    from ov2seg_jax.convert.convert_ov2seg import abstract_variables
+    from ov2seg_jax.convert.convert_ov2seg import random_variables
 
     cfg = tiny.get_config().model
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if "['var']" in name or "['scale']" in name:
-            return np.ones(leaf.shape, leaf.dtype)
-        if "['mean']" in name:
-            return np.zeros(leaf.shape, leaf.dtype)
-        return (rng.standard_normal(leaf.shape) * 0.1).astype(leaf.dtype)
-
-    variables = jax.tree_util.tree_map_with_path(fill, abstract_variables(cfg))
+    variables = random_variables(cfg, seed)
     return checkpoint.save_model(directory, variables, cfg)
 
 
