@@ -75,19 +75,12 @@ def bucket_file(bucket: Bucket, variant: str = "") -> str:
     return f"bucket_{bucket.name}{'.' + variant if variant else ''}.jax_exported"
 
 
-def native_cpu_config(model_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``model_cfg`` with the native CPU deformable-attention core."""
-    cfg = ml_collections.ConfigDict(model_cfg.to_dict())
-    cfg.pixel_decoder.msda_implementation = "cpu"
-    return cfg
-
-
 def _export_native_cpu(model_cfg, treedef, arrays, bucket: Bucket, text_dim: int) -> bytes:
     """The bucket's window function for CPU alone, with the native core (its FFI calls allowed)."""
     from kernels.ms_deform_attn import cpu as native_msda
     from ov2seg_jax.models.ov2seg import build_model
 
-    forward = jax.jit(window_function(build_model(native_cpu_config(model_cfg)), treedef))
+    forward = jax.jit(window_function(build_model(with_msda(model_cfg, "cpu")), treedef))
     checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in native_msda.FFI_TARGETS]
     exported = jax.export.export(forward, platforms=("cpu",), disabled_checks=checks)(
         *_specs(arrays, bucket, text_dim)
@@ -95,10 +88,13 @@ def _export_native_cpu(model_cfg, treedef, arrays, bucket: Bucket, text_dim: int
     return exported.serialize()
 
 
-def portable_model_config(model_cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """``model_cfg`` with the deformable attention every platform can run (the reference)."""
+def with_msda(
+    model_cfg: ml_collections.ConfigDict, implementation: str
+) -> ml_collections.ConfigDict:
+    """A copy of ``model_cfg`` whose deformable attention is ``implementation``
+    (``PORTABLE_MSDA`` for the artifacts every platform runs, ``"cpu"`` for the native ones)."""
     cfg = ml_collections.ConfigDict(model_cfg.to_dict())
-    cfg.pixel_decoder.msda_implementation = PORTABLE_MSDA
+    cfg.pixel_decoder.msda_implementation = implementation
     return cfg
 
 
@@ -166,7 +162,7 @@ def write_export(
     platforms = check_platforms(platforms)
     stride = int(inference.size_divisibility)
     buckets = sorted({b.check(stride) for b in buckets})
-    cfg = portable_model_config(model_cfg)
+    cfg = with_msda(model_cfg, PORTABLE_MSDA)
     text_dim = int(cfg.decoder.text_embed_dim)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
     paths = [jax.tree_util.keystr(p) for p, _ in leaves]
