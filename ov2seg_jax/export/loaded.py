@@ -49,10 +49,11 @@ class ExportedModel:
             for b in manifest["buckets"]
         }
         # artifacts with the native CPU core, usable only beside the library they were made with
+        native = _native_library_matches(manifest)
         self.native_files = {
             Bucket(b["window"], b["height"], b["width"], b["num_classes"]): b["cpu_native_file"]
             for b in manifest["buckets"]
-            if b.get("cpu_native_file") and _native_library_matches(manifest)
+            if native and b.get("cpu_native_file")
         }
         self.text_embed_dim = int(manifest["inputs"][2]["shape"][1])
         self.size_divisibility = int(manifest["preprocessing"]["size_divisibility"])
