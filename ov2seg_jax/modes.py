@@ -242,9 +242,8 @@ def run_predict(config: ml_collections.ConfigDict, workdir: str):
     print(out.table)
     if out.window_ages_s:
         line = f"first window predicted {out.window_ages_s[0]:.2f} s after the process started"
-        if out.startup_s() is not None:
-            per_window = out.window_ages_s[1] - out.window_ages_s[0]
-            line += f" (start-up {out.startup_s():.2f} s, then {per_window:.2f} s a window)"
+        if out.window_s() is not None:
+            line += f" (start-up {out.startup_s():.2f} s, then {out.window_s():.2f} s a window)"
         print(line)
     for path in (out.results, out.categories, out.tracks, out.overlay):
         if path:

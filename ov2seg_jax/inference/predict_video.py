@@ -51,13 +51,17 @@ class PredictOutputs:
     # process age (s) when the first (and second) window was predicted
     window_ages_s: tuple[float, ...] = ()
 
+    def window_s(self) -> float | None:
+        """Seconds the second window took; None for a one-window video."""
+        if len(self.window_ages_s) < 2:
+            return None
+        return self.window_ages_s[1] - self.window_ages_s[0]
+
     def startup_s(self) -> float | None:
         """Seconds from process start until the first window's computation began (its ready
         time less the time the second window took); None for a one-window video."""
-        if len(self.window_ages_s) < 2:
-            return None
-        first, second = self.window_ages_s[:2]
-        return first - (second - first)
+        window = self.window_s()
+        return None if window is None else self.window_ages_s[0] - window
 
 
 def _write_text(path: str, text: str) -> str:

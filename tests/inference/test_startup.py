@@ -37,7 +37,9 @@ def _outputs(ages):
 
 def test_startup_is_the_first_window_less_a_window():
     assert _outputs((7.0, 9.5)).startup_s() == pytest.approx(4.5)
+    assert _outputs((7.0, 9.5)).window_s() == pytest.approx(2.5)
     assert _outputs((7.0,)).startup_s() is None
+    assert _outputs((7.0,)).window_s() is None
     assert _outputs(()).startup_s() is None
 
 
