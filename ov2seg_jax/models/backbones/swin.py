@@ -155,7 +155,7 @@ class WindowAttention(nn.Module):
             logits = logits + jnp.asarray(mask, logits.dtype)[None, :, None]
         attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
 
-        out = jnp.matmul(attn.reshape(b * nw, heads, n, n), v.astype(self.dtype))
+        out = jnp.matmul(attn.reshape(b * nw, heads, n, n), v)
         out = out.transpose(0, 2, 1, 3).reshape(b, nw, n, c)
         return nn.Dense(c, dtype=self.dtype, name="proj")(out)
 
