@@ -23,7 +23,6 @@ the start-up is computed with, small; the start-up itself hardly depends on it).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import resource
@@ -36,28 +35,21 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-CONFIG_FILES = {"r50": "configs/ov2seg_r50_lvvis.py", "swinb": "configs/ov2seg_swinb_lvvis.py"}
+from bench_inference import CONFIG_FILES, load_config  # noqa: E402
+
 FIRST_WINDOW = re.compile(
     r"first window predicted ([0-9.]+) s after the process started"
     r"(?: \(start-up ([0-9.-]+) s, then ([0-9.]+) s a window\))?"
 )
 
 
-def load_config(path: str):
-    """A config file's ``get_config()``."""
-    spec = importlib.util.spec_from_file_location("startup_config", os.path.join(ROOT, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-
-
-def write_model_dir(config_path: str, directory: str, seed: int = 0) -> str:
-    """A model directory for the config's architecture with random weights and classifier."""
+def write_model_dir(cfg, directory: str, seed: int = 0) -> str:
+    """A model directory for ``cfg`` (``config.model``) with random weights and classifier."""
     from ov2seg_jax import checkpoint
     from ov2seg_jax.convert.convert_ov2seg import random_variables
 
-    cfg = load_config(config_path).model
     variables = random_variables(cfg, seed, std=0.02)
     rng = np.random.default_rng(seed + 1)
     classifier = rng.standard_normal((cfg.num_classes, cfg.decoder.text_embed_dim))
@@ -176,7 +168,8 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         config_path = CONFIG_FILES.get(name, name)
         tag = os.path.splitext(os.path.basename(config_path))[0]
-        model = write_model_dir(config_path, os.path.join(work, tag, "model"))
+        config = load_config(config_path)
+        model = write_model_dir(config.model, os.path.join(work, tag, "model"))
         cache = os.path.join(work, tag, "xla_cache")
         out = os.path.join(work, tag, "out")
         sources = [("checkpoint", "")]
@@ -186,13 +179,12 @@ def main(argv=None) -> int:
             from ov2seg_jax.inference.frames import resized_shape
             from ov2seg_jax.models.preprocess import padded_size
 
-            inf = load_config(config_path).inference
+            inf = config.inference
             size = (args.height, args.width)
             if inf.min_size_test:
                 size = resized_shape(*size, inf.min_size_test, inf.max_size_test)
             hp, wp = padded_size(*size, inf.size_divisibility)
-            classes = load_config(config_path).model.num_classes
-            bucket = f"{args.window}x{hp}x{wp}x{classes}"
+            bucket = f"{args.window}x{hp}x{wp}x{config.model.num_classes}"
             platform = jax.default_backend()
             sources.append(
                 (
