@@ -1,9 +1,10 @@
 """Build step of the native CPU kernels (everything else is declared in pyproject.toml).
 
-The multi-scale deformable attention core has a C++ implementation for CPUs
-(``kernels/ms_deform_attn/native/msda_cpu.cc``), an XLA FFI handler library that
-``kernels.ms_deform_attn.cpu`` loads with ctypes and registers with ``jax.ffi``. It needs only
-the FFI headers that jaxlib ships, so jaxlib is a build requirement.
+The multi-scale deformable attention core (``kernels/ms_deform_attn/native/msda_cpu.cc``) and
+Swin's window attention core (``kernels/window_attention/native/window_attention_cpu.cc``) have
+C++ implementations for CPUs, built into one XLA FFI handler library that
+``kernels.native.library`` loads with ctypes and each kernel registers with ``jax.ffi``. It needs
+only the FFI headers that jaxlib ships, so jaxlib is a build requirement.
 """
 
 import os
@@ -20,11 +21,15 @@ def _ffi_include_dir() -> str:
 setup(
     ext_modules=[
         Extension(
-            "kernels.ms_deform_attn.native._msda_cpu",
-            sources=["kernels/ms_deform_attn/native/msda_cpu.cc"],
-            include_dirs=[_ffi_include_dir()],
+            "kernels.native._cpu_kernels",
+            sources=[
+                "kernels/ms_deform_attn/native/msda_cpu.cc",
+                "kernels/window_attention/native/window_attention_cpu.cc",
+            ],
+            include_dirs=[_ffi_include_dir(), "kernels"],
+            depends=["kernels/native/parallel_for.h"],
             language="c++",
-            # Without a compiler the package still installs; "auto" then runs the reference.
+            # Without a compiler the package still installs; "auto" then runs the references.
             optional=True,
             extra_compile_args=[
                 "-std=c++17",

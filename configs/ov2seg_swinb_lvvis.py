@@ -29,6 +29,9 @@ def get_config() -> ConfigDict:
             num_heads=(4, 8, 16, 32),
             window_size=12,
             drop_path_rate=0.3,
+            # window attention core: "auto" (native on CPU when built, float32; else the XLA
+            # reference), "xla" or "cpu" (kernels/window_attention)
+            attention_implementation="auto",
         )
     )
     c.optimizer.rules = SWIN_BACKBONE_RULES + ov2seg_r50_lvvis.HEAD_RULES

@@ -6,9 +6,9 @@ hit on CPU, and no separate store of serialised executables is kept.
 
 jax keys each entry by the lowered program, jax/jaxlib versions, the backend and device kind, the
 compile options and XLA flags. One thing that makes an executable valid is outside that key: the
-native MSDA library whose handlers the program calls by name. Its content hash therefore names a
-subfolder, so rebuilding the library starts a fresh cache instead of reusing programs compiled
-against another build.
+native kernels' library (:mod:`kernels.native.library`) whose handlers the program calls by
+name. Its content hash therefore names a subfolder, so rebuilding the library starts a fresh
+cache instead of reusing programs compiled against another build.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import os
 
 import jax
 
-from kernels.ms_deform_attn import cpu as native_msda
+from kernels.native import library as native_library
 
 
 @functools.cache
 def native_library_tag() -> str:
-    """First 12 hex digits of the native MSDA library's SHA-256, or ``no-native``."""
-    path = native_msda.library_path()
+    """First 12 hex digits of the native kernels' library's SHA-256, or ``no-native``."""
+    path = native_library.library_path()
     if path is None:
         return "no-native"
     with open(path, "rb") as f:

@@ -7,12 +7,12 @@ import os
 
 import jax
 
-from kernels.ms_deform_attn import cpu as native_msda
+from kernels.native import library as native_library
 from ov2seg_jax.compile_cache import enable_compilation_cache, native_library_tag
 
 
 def test_cache_folder_is_keyed_by_the_native_library(tmp_path) -> None:
-    path = native_msda.library_path()
+    path = native_library.library_path()
     expected = "no-native"
     if path is not None:
         with open(path, "rb") as f:

@@ -2,10 +2,10 @@
 
 ``native/msda_cpu.cc`` gathers, weights and accumulates one sample at a time, so the
 (N, Lq, M, L, P, 4, D) corner tensor that the reference materialises never exists (about 4 GB for
-a window of ten 480x864 frames). The package's build step (``setup.py``, run by ``pip install``)
-compiles it into ``native/_msda_cpu*.so``; this module loads that library with ctypes, registers
-its four handlers (float32/float64 forward/backward) with ``jax.ffi`` for the CPU platform, and
-joins them with a ``custom_vjp`` that saves only the three inputs.
+a window of ten 480x864 frames). The package's build step compiles it into the native kernels'
+library (:mod:`kernels.native.library`); this module registers its four handlers
+(float32/float64 forward/backward) with ``jax.ffi`` for the CPU platform and joins them with a
+``custom_vjp`` that saves only the three inputs.
 
 Half-precision inputs compute in float32 (as the reference does); the result has ``value``'s
 dtype. Under ``vmap`` the calls run one batch element after another.
@@ -13,10 +13,7 @@ dtype. Under ``vmap`` the calls run one batch element after another.
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import glob
-import os
 from collections.abc import Sequence
 
 import jax
@@ -24,8 +21,9 @@ import numpy as np
 
 from kernels.ms_deform_attn.reference import compute_dtype
 from kernels.ms_deform_attn.shapes import SpatialShapes
+from kernels.native import library
+from kernels.native.library import BUILD_HINT
 
-_NATIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
 _HANDLERS = {
     "ov2seg_msda_cpu_forward_f32": "MsdaForwardF32",
     "ov2seg_msda_cpu_forward_f64": "MsdaForwardF64",
@@ -36,27 +34,10 @@ _HANDLERS = {
 FFI_TARGETS: tuple[str, ...] = tuple(_HANDLERS)
 _SUFFIX = {"float32": "f32", "float64": "f64"}
 
-BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"
 
-
-def library_path() -> str | None:
-    """Path of the compiled handler library, or None when the package was not built."""
-    matches = sorted(glob.glob(os.path.join(_NATIVE_DIR, "_msda_cpu*.so")))
-    return matches[0] if matches else None
-
-
-@functools.cache
 def _register() -> bool:
-    """Load the library and register its handlers once per process; False if it is absent."""
-    path = library_path()
-    if path is None:
-        return False
-    library = ctypes.CDLL(path)
-    for target, symbol in _HANDLERS.items():
-        jax.ffi.register_ffi_target(
-            target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
-        )
-    return True
+    """Register the handlers once per process; False if the library is not built."""
+    return library.register(tuple(_HANDLERS.items()))
 
 
 def is_available() -> bool:
@@ -118,7 +99,7 @@ def ms_deform_attn_cpu(
     """
     if not _register():
         raise RuntimeError(
-            f"ms_deform_attn: implementation='cpu' needs the native library in {_NATIVE_DIR}; "
+            f"ms_deform_attn: implementation='cpu' needs the native library in {library.NATIVE_DIR}; "
             + BUILD_HINT
         )
     shapes: SpatialShapes = tuple((int(h), int(w)) for h, w in spatial_shapes)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import ml_collections
 import numpy as np
 
-from configs import ov2seg_r50_lvvis
+from configs import ov2seg_r50_lvvis, ov2seg_swinb_lvvis
 from ov2seg_jax.convert.ov2seg_rules import PD, PR
 
 ENCODER_POINTS = 4
@@ -67,16 +67,13 @@ def infer_model_config(
         )
         table = state["backbone.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
         window = (int(round(math.sqrt(table))) + 1) // 2
-        model.backbone = ml_collections.ConfigDict(
-            dict(
-                name="swin",
-                embed_dim=int(state["backbone.patch_embed.proj.weight"].shape[0]),
-                depths=depths,
-                num_heads=heads,
-                window_size=window,
-                drop_path_rate=0.3,
-            )
-        )
+        # the Swin config's other fields (drop path, attention implementation), this checkpoint's
+        # sizes
+        model.backbone = ov2seg_swinb_lvvis.get_config().model.backbone
+        model.backbone.embed_dim = int(state["backbone.patch_embed.proj.weight"].shape[0])
+        model.backbone.depths = depths
+        model.backbone.num_heads = heads
+        model.backbone.window_size = window
     else:
         raise ValueError(
             "checkpoint has neither a timm ResNet ('backbone.base.*') nor a Swin "

@@ -27,15 +27,20 @@ _BACKEND_PLATFORM = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda", "tpu": "tpu"}
 
 
 def _native_library_matches(manifest: dict) -> bool:
-    """Whether this is a CPU process whose native MSDA library is the one the export's native
-    artifacts were lowered against (registering its handlers if so)."""
+    """Whether this is a CPU process whose native kernels' library is the one the export's native
+    artifacts were lowered against (registering every native handler if so)."""
     wanted = manifest.get("cpu_native_library")
     if not wanted or jax.default_backend() != "cpu":
         return False
     from kernels.ms_deform_attn import cpu as native_msda
+    from kernels.window_attention import cpu as native_window_attention
     from ov2seg_jax.compile_cache import native_library_tag
 
-    return native_library_tag() == wanted and native_msda.is_available()
+    return (
+        native_library_tag() == wanted
+        and native_msda.is_available()
+        and native_window_attention.is_available()
+    )
 
 
 class ExportedModel:

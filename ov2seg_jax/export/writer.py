@@ -8,19 +8,20 @@ every bucket, instead of one embedded copy per bucket); ``images`` (window, heig
 frames normalised and padded as :mod:`ov2seg_jax.models.preprocess` does; ``classifier``
 (num_classes, D) the text classifier, so one export serves any vocabulary of that size.
 
-Deformable attention: every platform gets the pure-JAX reference (``msda_implementation="xla"``),
-lowered to plain StableHLO (gathers, dots, selects), which ``jax.export`` promises to load and run
-on CPU, CUDA and TPU within its compatibility window. The Pallas kernels are not portable in that
-sense: the Triton custom call of ``pallas_gpu`` is left out of ``jax.export``'s list of stable
-custom-call targets ("Triton IR does not guarantee stability"), and ``pallas_tpu`` lowers to a
-Mosaic custom call only when traced on a TPU host (elsewhere the model runs it in interpret
-mode, which is an emulator, not a TPU kernel).
+Deformable attention (and a Swin backbone's window attention): every platform gets the pure-JAX
+reference (``msda_implementation="xla"``, ``attention_implementation="xla"``), lowered to plain
+StableHLO (gathers, dots, selects), which ``jax.export`` promises to load and run on CPU, CUDA
+and TPU within its compatibility window. The Pallas kernels are not portable in that sense: the
+Triton custom call of ``pallas_gpu`` is left out of ``jax.export``'s list of stable custom-call
+targets ("Triton IR does not guarantee stability"), and ``pallas_tpu`` lowers to a Mosaic custom
+call only when traced on a TPU host (elsewhere the model runs it in interpret mode, which is an
+emulator, not a TPU kernel).
 
-CPU exports also get a second artifact per bucket that calls the native CPU core
-(``msda_implementation="cpu"``, the C++ XLA FFI handlers of ``kernels/ms_deform_attn``): the
-portable reference is about 1.8x slower per R50 window on CPU and holds the corner tensor (7.2 GB
-peak RSS against 3.6). That artifact is valid only beside the native library it was lowered
-against (it calls the handlers by name and attribute layout), so the manifest records the
+CPU exports also get a second artifact per bucket that calls the native CPU cores (``"cpu"``, the
+C++ XLA FFI handlers of ``kernels/ms_deform_attn`` and, for Swin, ``kernels/window_attention``):
+the portable reference is about 1.8x slower per R50 window on CPU and holds the corner tensor
+(7.2 GB peak RSS against 3.6). That artifact is valid only beside the native library it was
+lowered against (it calls the handlers by name and attribute layout), so the manifest records the
 library's content hash and the loader uses the artifact only when the hash matches the library
 built here; otherwise, and on other platforms, it runs the portable artifact.
 
@@ -60,7 +61,7 @@ MODEL_CONFIG = "model_config.json"
 CLASSIFIER = "classifier.npy"
 SAVED_MODEL = "saved_model"
 PLATFORMS = ("cpu", "cuda", "tpu")
-PORTABLE_MSDA = "xla"
+PORTABLE = "xla"  # the kernels' pure-JAX references
 NATIVE = "cpu_native"  # the variant name of the artifacts with the native CPU core
 
 OUTPUT_DOC = {
@@ -76,25 +77,31 @@ def bucket_file(bucket: Bucket, variant: str = "") -> str:
 
 
 def _export_native_cpu(model_cfg, treedef, arrays, bucket: Bucket, text_dim: int) -> bytes:
-    """The bucket's window function for CPU alone, with the native core (its FFI calls allowed)."""
+    """The bucket's window function for CPU alone, with the native cores (their FFI calls
+    allowed)."""
     from kernels.ms_deform_attn import cpu as native_msda
+    from kernels.window_attention import cpu as native_window_attention
     from ov2seg_jax.models.ov2seg import build_model
 
-    forward = jax.jit(window_function(build_model(with_msda(model_cfg, "cpu")), treedef))
-    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in native_msda.FFI_TARGETS]
+    forward = jax.jit(window_function(build_model(with_kernels(model_cfg, "cpu")), treedef))
+    targets = native_msda.FFI_TARGETS + native_window_attention.FFI_TARGETS
+    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
     exported = jax.export.export(forward, platforms=("cpu",), disabled_checks=checks)(
         *_specs(arrays, bucket, text_dim)
     )
     return exported.serialize()
 
 
-def with_msda(
+def with_kernels(
     model_cfg: ml_collections.ConfigDict, implementation: str
 ) -> ml_collections.ConfigDict:
-    """A copy of ``model_cfg`` whose deformable attention is ``implementation``
-    (``PORTABLE_MSDA`` for the artifacts every platform runs, ``"cpu"`` for the native ones)."""
+    """A copy of ``model_cfg`` whose deformable attention and (Swin) window attention are
+    ``implementation`` (``PORTABLE`` for the artifacts every platform runs, ``"cpu"`` for the
+    native ones)."""
     cfg = ml_collections.ConfigDict(model_cfg.to_dict())
     cfg.pixel_decoder.msda_implementation = implementation
+    if cfg.backbone.name == "swin":
+        cfg.backbone.attention_implementation = implementation
     return cfg
 
 
@@ -162,7 +169,7 @@ def write_export(
     platforms = check_platforms(platforms)
     stride = int(inference.size_divisibility)
     buckets = sorted({b.check(stride) for b in buckets})
-    cfg = with_msda(model_cfg, PORTABLE_MSDA)
+    cfg = with_kernels(model_cfg, PORTABLE)
     text_dim = int(cfg.decoder.text_embed_dim)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(variables)
     paths = [jax.tree_util.keystr(p) for p, _ in leaves]
@@ -246,7 +253,7 @@ def write_export(
             "version or a newer one within that window, else export again."
         ),
         "platforms": list(platforms),
-        "msda_implementation": PORTABLE_MSDA,
+        "msda_implementation": PORTABLE,
         "cpu_native_library": native_library_tag() if native else None,
         "msda_reason": (
             "the pure-JAX reference lowers to plain StableHLO that jax.export runs on every "

@@ -59,7 +59,14 @@ class OV2Seg(nn.Module):
 # The fields each backbone reads from config.model.backbone (besides its name).
 BACKBONE_FIELDS = {
     "resnet": ("stage_sizes", "widths", "stem_width"),
-    "swin": ("embed_dim", "depths", "num_heads", "window_size", "drop_path_rate"),
+    "swin": (
+        "embed_dim",
+        "depths",
+        "num_heads",
+        "window_size",
+        "drop_path_rate",
+        "attention_implementation",
+    ),
 }
 
 
@@ -85,6 +92,7 @@ def build_backbone(cfg: ml_collections.ConfigDict) -> nn.Module:
             num_heads=tuple(cfg.num_heads),
             window_size=cfg.window_size,
             drop_path_rate=cfg.drop_path_rate,
+            attention_implementation=cfg.attention_implementation,
         )
     raise ValueError(f"config.model.backbone.name must be 'resnet' or 'swin', got {name!r}")
 

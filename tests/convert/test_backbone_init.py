@@ -131,7 +131,9 @@ def _resnet_cfg() -> ml_collections.ConfigDict:
 
 def _swin_cfg() -> ml_collections.ConfigDict:
     cfg = tiny.get_config().model
-    cfg.backbone = ml_collections.ConfigDict(dict(name="swin", drop_path_rate=0.0, **SWIN))
+    cfg.backbone = ml_collections.ConfigDict(
+        dict(name="swin", drop_path_rate=0.0, attention_implementation="auto", **SWIN)
+    )
     return cfg
 
 

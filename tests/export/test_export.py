@@ -12,12 +12,20 @@ import jax
 import numpy as np
 import pytest
 
+from configs import ov2seg_swinb_lvvis as swinb_lvvis
 from configs import tiny
 from ov2seg_jax import checkpoint, modes
 from ov2seg_jax.compile_cache import native_library_tag
 from ov2seg_jax.convert.convert_ov2seg import abstract_variables
 from ov2seg_jax.export.buckets import Bucket
 from ov2seg_jax.export.loaded import ExportedModel
+from ov2seg_jax.export.writer import (
+    PORTABLE,
+    _export_native_cpu,
+    _specs,
+    window_function,
+    with_kernels,
+)
 from ov2seg_jax.inference.predictor import jitted_forward
 from ov2seg_jax.models.ov2seg import build_model
 from tests.export.conftest import MIN_SIZE, write_frames
@@ -202,3 +210,34 @@ def test_bad_export_settings_are_one_line_errors(exported, tmp_path):
     missing.inference.export = str(tmp_path / "nowhere")
     with pytest.raises(modes.UserError, match="not an export folder"):
         modes.load_predictor(missing, str(tmp_path))
+
+
+def _tiny_swin_model_config():
+    cfg = tiny.get_config().model
+    cfg.backbone = swinb_lvvis.get_config().model.backbone
+    cfg.backbone.update(embed_dim=8, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2), window_size=4)
+    return cfg
+
+
+def test_swin_artifacts_call_the_native_window_attention_only_in_the_native_variant():
+    """A Swin export's portable artifact is plain StableHLO; its CPU-native one calls both native
+    cores (lowered only, not compiled: the values of the native cores are tested in kernels/)."""
+    cfg = _tiny_swin_model_config()
+    assert with_kernels(cfg, "cpu").backbone.attention_implementation == "cpu"
+    assert with_kernels(cfg, PORTABLE).backbone.attention_implementation == PORTABLE
+    assert cfg.backbone.attention_implementation == "auto"  # the input is not changed
+    if native_library_tag() == "no-native":
+        pytest.skip("the native CPU library is not built")
+    shapes = abstract_variables(cfg)
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    arrays = [np.zeros(x.shape, x.dtype) for x in leaves]
+    bucket = Bucket(2, 64, 64, 3)
+    native = jax.export.deserialize(
+        bytearray(_export_native_cpu(cfg, treedef, arrays, bucket, cfg.decoder.text_embed_dim))
+    )
+    text = native.mlir_module()
+    assert "ov2seg_window_attention_cpu_forward_f32" in text
+    assert "ov2seg_msda_cpu_forward_f32" in text
+    portable = jax.jit(window_function(build_model(with_kernels(cfg, PORTABLE)), treedef))
+    lowered = portable.lower(*_specs(arrays, bucket, cfg.decoder.text_embed_dim)).as_text()
+    assert "ov2seg_" not in lowered and "custom_call" not in lowered

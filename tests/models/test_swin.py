@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kernels.window_attention import available_implementations
 from ov2seg_jax.convert.rules import TRANSFORMS, Rule
 from ov2seg_jax.convert.swin_rules import (
     swin_backbone_rules,
@@ -115,15 +116,22 @@ def test_shift_mask(swin_dir: str) -> None:
     np.testing.assert_array_equal(mask, unit["shift_attn_mask"])
 
 
-def test_stage1_unit(swin_dir: str, variables: dict) -> None:
+@pytest.mark.parametrize("implementation", ["xla", "cpu"])
+def test_stage1_unit(swin_dir: str, variables: dict, implementation: str) -> None:
+    """Both window attention cores (the XLA reference and the native CPU one) give the original's
+    block and stage outputs."""
+    if implementation not in available_implementations():
+        pytest.skip(f"window attention {implementation!r} does not run on this backend")
     unit = np.load(os.path.join(swin_dir, "swin_stage1_unit.npz"))
     hw = (int(unit["H"]), int(unit["W"]))
     stage_params = {"params": variables["params"]["layers_0"]}
     block_params = {"params": stage_params["params"]["blocks_0"]}
     x = jnp.asarray(unit["x"])
 
-    block0 = SwinBlock(128, 4, 12).apply(block_params, x, hw)
-    out, out_hw, merged, merged_hw = SwinStage(128, 2, 4, 12).apply(stage_params, x, hw)
+    block = SwinBlock(128, 4, 12, attention_implementation=implementation)
+    block0 = block.apply(block_params, x, hw)
+    stage = SwinStage(128, 2, 4, 12, attention_implementation=implementation)
+    out, out_hw, merged, merged_hw = stage.apply(stage_params, x, hw)
 
     errs = {}
     for name, got in (("block0", block0), ("block1", out), ("merged", merged)):

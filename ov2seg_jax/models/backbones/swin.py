@@ -14,8 +14,10 @@ backbone) is reproduced operation for operation, in NHWC:
   [even rows, odd cols], [odd rows, odd cols] concatenated on channels, LayerNorm, bias-free linear);
 * per-stage output LayerNorms ``norm0`` .. ``norm3``.
 
-All LayerNorms use eps 1e-5 and two-pass variance; GELU is the exact (erf) one. Windowed attention
-runs as batched matmuls in head-major layout over all windows of all images at once; window
+All LayerNorms use eps 1e-5 and two-pass variance; GELU is the exact (erf) one. The attention core
+(logits, bias, mask, softmax, weighted sum) of all windows of all images is one call of
+:func:`kernels.window_attention.window_attention`, whose ``implementation`` switch
+(``attention_implementation`` here) picks the XLA reference or the native CPU core; window
 padding, roll and masks are built from static shapes (the mask in numpy).
 
 Submodule names mirror the original's state-dict names (``patch_embed/proj``,
@@ -35,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.typing import Dtype
 
+from kernels.window_attention import window_attention
 from ov2seg_jax.parity.manifest import swin_relative_position_index
 
 LN_EPS = 1e-5
@@ -118,13 +121,15 @@ class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative position bias.
 
     Input (B, nW, N, C) with N = window_size**2 tokens per window; optional additive mask
-    (nW, N, N) shared by heads and images. Output (B, nW, N, C).
+    (nW, N, N) shared by heads and images. Output (B, nW, N, C). The core between the two
+    projections is :func:`kernels.window_attention.window_attention` (``implementation``).
     """
 
     dim: int
     num_heads: int
     window_size: int
     dtype: Dtype = jnp.float32
+    implementation: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: np.ndarray | None = None) -> jax.Array:
@@ -139,25 +144,16 @@ class WindowAttention(nn.Module):
             jnp.float32,
         )
         qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
-        # Head-major (3, B*nW, h, N, d): both attention products are then plain batched matmuls
-        # over one leading batch axis, the form XLA:CPU runs fastest (no transposes inside dots).
-        qkv = qkv.reshape(b * nw, n, 3, heads, head_dim).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        q = q * jnp.asarray(head_dim**-0.5, q.dtype)
-        logits = jnp.matmul(q, jnp.swapaxes(k, -1, -2)).reshape(b, nw, heads, n, n)
-
         index = swin_relative_position_index(w).reshape(-1).astype(np.int32)
         bias = jnp.take(table, jnp.asarray(index), axis=0).reshape(n, n, heads)
-        # bias, mask and softmax in at least float32 so a bf16 compute dtype does not round them
-        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-        logits = logits + jnp.transpose(bias, (2, 0, 1))[None, None].astype(logits.dtype)
-        if mask is not None:
-            logits = logits + jnp.asarray(mask, logits.dtype)[None, :, None]
-        attn = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-
-        out = jnp.matmul(attn.reshape(b * nw, heads, n, n), v)
-        out = out.transpose(0, 2, 1, 3).reshape(b, nw, n, c)
-        return nn.Dense(c, dtype=self.dtype, name="proj")(out)
+        out = window_attention(
+            qkv.reshape(b * nw, n, 3, heads, head_dim),
+            jnp.transpose(bias, (2, 0, 1)),
+            None if mask is None else jnp.asarray(mask),
+            head_dim**-0.5,
+            implementation=self.implementation,
+        )
+        return nn.Dense(c, dtype=self.dtype, name="proj")(out.reshape(b, nw, n, c))
 
 
 class Mlp(nn.Module):
@@ -188,6 +184,7 @@ class SwinBlock(nn.Module):
     mlp_ratio: float = 4.0
     drop_path: float = 0.0
     dtype: Dtype = jnp.float32
+    attention_implementation: str = "auto"
 
     @nn.compact
     def __call__(
@@ -214,9 +211,14 @@ class SwinBlock(nn.Module):
         if s > 0:
             y = jnp.roll(y, (-s, -s), axis=(1, 2))
         windows = window_partition(y, w)
-        windows = WindowAttention(c, self.num_heads, w, dtype=self.dtype, name="attn")(
-            windows, mask if s > 0 else None
-        )
+        windows = WindowAttention(
+            c,
+            self.num_heads,
+            w,
+            dtype=self.dtype,
+            implementation=self.attention_implementation,
+            name="attn",
+        )(windows, mask if s > 0 else None)
         y = window_merge(windows, w, hp, wp)
         if s > 0:
             y = jnp.roll(y, (s, s), axis=(1, 2))
@@ -266,6 +268,7 @@ class SwinStage(nn.Module):
     drop_path: tuple[float, ...] = ()
     downsample: bool = True
     dtype: Dtype = jnp.float32
+    attention_implementation: str = "auto"
 
     @nn.compact
     def __call__(
@@ -286,6 +289,7 @@ class SwinStage(nn.Module):
                 mlp_ratio=self.mlp_ratio,
                 drop_path=rates[i],
                 dtype=self.dtype,
+                attention_implementation=self.attention_implementation,
                 name=f"blocks_{i}",
             )(x, (h, wd), mask if i % 2 else None, train=train)
         if not self.downsample:
@@ -340,6 +344,7 @@ class SwinTransformer(nn.Module):
     patch_norm: bool = True
     out_indices: tuple[int, ...] = (0, 1, 2, 3)
     dtype: Dtype = jnp.float32
+    attention_implementation: str = "auto"  # config.model.backbone.attention_implementation
 
     @property
     def num_features(self) -> tuple[int, ...]:
@@ -373,6 +378,7 @@ class SwinTransformer(nn.Module):
                 drop_path=tuple(rates[start : start + depth]),
                 downsample=i < num_layers - 1,
                 dtype=self.dtype,
+                attention_implementation=self.attention_implementation,
                 name=f"layers_{i}",
             )(x, (h, w), train=train)
             start += depth

@@ -1,0 +1,1 @@
+"""The one native CPU library of the kernels (see :mod:`kernels.native.library`)."""

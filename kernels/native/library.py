@@ -1,0 +1,47 @@
+"""The native CPU kernels' shared library: where it is, loading it, registering its handlers.
+
+The package's build step (``setup.py``, run by ``pip install``) compiles every native CPU kernel
+(``kernels/*/native/*.cc``, sharing ``kernels/native/parallel_for.h``) into one XLA FFI handler
+library, ``kernels/native/_cpu_kernels*.so``. Each kernel module names its handlers and calls
+:func:`register`; a lowered program calls them by target name, so one content hash of this file
+(:func:`ov2seg_jax.compile_cache.native_library_tag`) says which build a compiled or exported
+program belongs to.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+
+import jax
+
+NATIVE_DIR = os.path.dirname(os.path.abspath(__file__))
+BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"
+
+
+def library_path() -> str | None:
+    """Path of the compiled handler library, or None when the package was not built."""
+    matches = sorted(glob.glob(os.path.join(NATIVE_DIR, "_cpu_kernels*.so")))
+    return matches[0] if matches else None
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    path = library_path()
+    return None if path is None else ctypes.CDLL(path)
+
+
+@functools.cache
+def register(handlers: tuple[tuple[str, str], ...]) -> bool:
+    """Register ``(ffi target, symbol)`` pairs for the CPU platform, once per process; False
+    when the library is not built."""
+    library = _library()
+    if library is None:
+        return False
+    for target, symbol in handlers:
+        jax.ffi.register_ffi_target(
+            target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
+        )
+    return True
