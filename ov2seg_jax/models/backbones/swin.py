@@ -17,8 +17,9 @@ backbone) is reproduced operation for operation, in NHWC:
 All LayerNorms use eps 1e-5 and two-pass variance; GELU is the exact (erf) one. The attention core
 (logits, bias, mask, softmax, weighted sum) of all windows of all images is one call of
 :func:`kernels.window_attention.window_attention`, whose ``implementation`` switch
-(``attention_implementation`` here) picks the XLA reference or the native CPU core; window
-padding, roll and masks are built from static shapes (the mask in numpy).
+(``attention_implementation`` here) picks the XLA reference or the native CPU core. Window
+padding, roll and partition are static token gathers (:mod:`.swin_windows`), and the shift masks
+are built in numpy.
 
 Submodule names mirror the original's state-dict names (``patch_embed/proj``,
 ``layers_{s}/blocks_{b}/attn/qkv``, ``layers_{s}/downsample/reduction``, ``norm{i}``...), so the
@@ -28,7 +29,6 @@ conversion table in :mod:`ov2seg_jax.convert.swin_rules` is a direct renaming.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -38,7 +38,10 @@ import numpy as np
 from flax.typing import Dtype
 
 from kernels.window_attention import window_attention
+from ov2seg_jax.models.backbones.swin_windows import from_windows, shift_window_mask, to_windows
 from ov2seg_jax.parity.manifest import swin_relative_position_index
+
+__all__ = ["SwinTransformer", "shift_window_mask", "swin_from_preset"]
 
 LN_EPS = 1e-5
 
@@ -46,51 +49,6 @@ LN_EPS = 1e-5
 def _layer_norm(name: str, dtype: Dtype) -> nn.LayerNorm:
     """torch.nn.LayerNorm equivalent: eps 1e-5, variance as E[(x - mean)^2]."""
     return nn.LayerNorm(epsilon=LN_EPS, use_fast_variance=False, dtype=dtype, name=name)
-
-
-@functools.lru_cache(maxsize=64)
-def shift_window_mask(hp: int, wp: int, window_size: int, shift_size: int) -> np.ndarray:
-    """Additive attention mask of shifted windows: (nW, w*w, w*w) float32 of 0 / -100.
-
-    ``hp``, ``wp`` are the padded grid size (multiples of ``window_size``). Each position of the
-    rolled grid gets a label from its row band and column band, the bands being
-    ``[0, n - w)``, ``[n - w, n - s)``, ``[n - s, n)``; query/key pairs in one window whose labels
-    differ get -100. Windows are in row-major order over the grid, tokens row-major in a window.
-    """
-    if hp % window_size or wp % window_size:
-        raise ValueError(f"padded grid {hp}x{wp} is not a multiple of window {window_size}")
-
-    def bands(n: int) -> np.ndarray:
-        lab = np.zeros(n, np.int64)
-        lab[n - window_size :] = 1  # n >= w always; the first band is empty when n == w
-        lab[n - shift_size :] = 2
-        return lab
-
-    labels = bands(hp)[:, None] * 3 + bands(wp)[None, :]  # (hp, wp)
-    win = _partition_np(labels, window_size)  # (nW, w*w)
-    diff = win[:, None, :] != win[:, :, None]
-    return np.where(diff, np.float32(-100.0), np.float32(0.0)).astype(np.float32)
-
-
-def _partition_np(grid: np.ndarray, w: int) -> np.ndarray:
-    """(H, W) -> (nW, w*w), windows row-major, tokens row-major inside a window."""
-    h, wd = grid.shape
-    g = grid.reshape(h // w, w, wd // w, w).transpose(0, 2, 1, 3)
-    return g.reshape(-1, w * w)
-
-
-def window_partition(x: jax.Array, w: int) -> jax.Array:
-    """(B, Hp, Wp, C) -> (B, nW, w*w, C), windows row-major over the grid."""
-    b, hp, wp, c = x.shape
-    x = x.reshape(b, hp // w, w, wp // w, w, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, (hp // w) * (wp // w), w * w, c)
-
-
-def window_merge(windows: jax.Array, w: int, hp: int, wp: int) -> jax.Array:
-    """Inverse of :func:`window_partition`: (B, nW, w*w, C) -> (B, Hp, Wp, C)."""
-    b, _, _, c = windows.shape
-    x = windows.reshape(b, hp // w, wp // w, w, w, c).transpose(0, 1, 3, 2, 4, 5)
-    return x.reshape(b, hp, wp, c)
 
 
 def drop_path_rates(depths: tuple[int, ...], drop_path_rate: float) -> list[float]:
@@ -118,46 +76,69 @@ class DropPath(nn.Module):
 
 
 class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative position bias.
+    """Multi-head self-attention inside (shifted) windows with a learned relative position bias.
 
-    Input (B, nW, N, C) with N = window_size**2 tokens per window; optional additive mask
-    (nW, N, N) shared by heads and images. Output (B, nW, N, C). The core between the two
-    projections is :func:`kernels.window_attention.window_attention` (``implementation``).
+    Input and output are tokens (B, H*W, C) of an (H, W) grid (after ``norm1``). As the original:
+    the grid is zero-padded at the bottom/right to multiples of the window, rolled by
+    ``-shift_size`` when shifted, cut into windows of N = window_size**2 tokens and attended with
+    ``mask`` (nW, N, N) added when shifted; then merged, rolled back and cropped. Here those moves
+    are the two gathers of :mod:`~ov2seg_jax.models.backbones.swin_windows`, and the projections,
+    being per token, run on the H*W real tokens only: a padded token's q, k, v is exactly the qkv
+    bias (the projection of a zero), and a padded token's output is cropped unprojected. The core
+    between the projections is :func:`kernels.window_attention.window_attention`
+    (``implementation``).
     """
 
     dim: int
     num_heads: int
     window_size: int
+    shift_size: int = 0
     dtype: Dtype = jnp.float32
     implementation: str = "auto"
 
     @nn.compact
-    def __call__(self, x: jax.Array, mask: np.ndarray | None = None) -> jax.Array:
-        b, nw, n, c = x.shape
-        heads = self.num_heads
+    def __call__(
+        self, x: jax.Array, hw: tuple[int, int], mask: np.ndarray | None = None
+    ) -> jax.Array:
+        b, _, c = x.shape
+        heads, w, s = self.num_heads, self.window_size, self.shift_size
         head_dim = c // heads
-        w = self.window_size
+        n = w * w
         table = self.param(
             "relative_position_bias_table",
             nn.initializers.truncated_normal(stddev=0.02),
             ((2 * w - 1) ** 2, heads),
             jnp.float32,
         )
-        qkv = nn.Dense(3 * c, dtype=self.dtype, name="qkv")(x)
+        qkv_proj = nn.Dense(3 * c, dtype=self.dtype, name="qkv")
+        qkv = qkv_proj(x)
+        windows = to_windows(qkv, hw, w, s, qkv_proj.variables["params"]["bias"])
         index = swin_relative_position_index(w).reshape(-1).astype(np.int32)
-        bias = jnp.take(table, jnp.asarray(index), axis=0).reshape(n, n, heads)
+        bias = jnp.take(table.T, jnp.asarray(index), axis=1).reshape(heads, n, n)
         out = window_attention(
-            qkv.reshape(b * nw, n, 3, heads, head_dim),
-            jnp.transpose(bias, (2, 0, 1)),
+            windows.reshape(-1, n, 3, heads, head_dim),
+            bias,
             None if mask is None else jnp.asarray(mask),
             head_dim**-0.5,
             implementation=self.implementation,
         )
-        return nn.Dense(c, dtype=self.dtype, name="proj")(out.reshape(b, nw, n, c))
+        y = from_windows(out.reshape(b, -1, c), hw, w, s)
+        return nn.Dense(c, dtype=self.dtype, name="proj")(y)
+
+
+def gelu_erf(x: jax.Array) -> jax.Array:
+    """Exact GELU as torch's ``nn.GELU()`` computes it: ``x / 2 * (1 + erf(x / sqrt(2)))``.
+
+    ``jax.nn.gelu(approximate=False)`` computes the same function through ``erfc``; on XLA:CPU
+    that form made Swin-B's stage-3 feed-forward (matmul, GELU, matmul) take twice as long
+    (96 against 49 ms per frame), and the ``erf`` form is the original's own.
+    """
+    half = jnp.asarray(0.5, x.dtype)
+    return x * half * (1 + jax.lax.erf(x * jnp.asarray(np.sqrt(0.5), x.dtype)))
 
 
 class Mlp(nn.Module):
-    """fc1 (C -> hidden), exact GELU, fc2 (hidden -> C)."""
+    """fc1 (C -> hidden), exact GELU (:func:`gelu_erf`), fc2 (hidden -> C)."""
 
     dim: int
     hidden_dim: int
@@ -166,7 +147,7 @@ class Mlp(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Dense(self.hidden_dim, dtype=self.dtype, name="fc1")(x)
-        x = jax.nn.gelu(x, approximate=False)
+        x = gelu_erf(x)
         return nn.Dense(self.dim, dtype=self.dtype, name="fc2")(x)
 
 
@@ -196,7 +177,7 @@ class SwinBlock(nn.Module):
         train: bool = False,
     ) -> jax.Array:
         h, wd = hw
-        b, length, c = x.shape
+        _, length, c = x.shape
         if length != h * wd:
             raise ValueError(f"{length} tokens do not form a {h}x{wd} grid")
         w, s = self.window_size, self.shift_size
@@ -204,25 +185,15 @@ class SwinBlock(nn.Module):
             raise ValueError("a shifted block needs its shift mask")
         drop = DropPath(self.drop_path)
 
-        y = _layer_norm("norm1", self.dtype)(x).reshape(b, h, wd, c)
-        hp, wp = -(-h // w) * w, -(-wd // w) * w
-        if hp != h or wp != wd:
-            y = jnp.pad(y, ((0, 0), (0, hp - h), (0, wp - wd), (0, 0)))
-        if s > 0:
-            y = jnp.roll(y, (-s, -s), axis=(1, 2))
-        windows = window_partition(y, w)
-        windows = WindowAttention(
+        y = WindowAttention(
             c,
             self.num_heads,
             w,
+            shift_size=s,
             dtype=self.dtype,
             implementation=self.attention_implementation,
             name="attn",
-        )(windows, mask if s > 0 else None)
-        y = window_merge(windows, w, hp, wp)
-        if s > 0:
-            y = jnp.roll(y, (s, s), axis=(1, 2))
-        y = y[:, :h, :wd, :].reshape(b, h * wd, c)
+        )(_layer_norm("norm1", self.dtype)(x), (h, wd), mask if s > 0 else None)
 
         x = x + drop(y, train=train)
         hidden = int(self.dim * self.mlp_ratio)
