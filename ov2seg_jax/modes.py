@@ -87,14 +87,29 @@ def load_predictor(
 
     if config.inference.export:
         return _exported_predictor(config, classifier)
-    model_cfg, variables = _load_model_dir(config, workdir)
+    from ov2seg_jax.inference.program_cache import cache_folder, cached_variable_shapes
+
+    mdir = model_dir(config, workdir)
+    try:
+        model_cfg = checkpoint.load_model_config(mdir)
+    except checkpoint.CheckpointDamagedError as e:
+        raise UserError(str(e)) from e
+    except FileNotFoundError as e:
+        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
+    programs = cache_folder(model_cfg, config.inference.matmul_precision)
+    abstract = None
+    if programs is not None:  # shapes from a cached window program: no eval_shape of the model
+        abstract = cached_variable_shapes(programs)
+    _, variables = _load_model_dir(config, workdir, abstract)
     if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
     elif classifier is None:
         classifier = _saved_classifier(config, workdir)
         if classifier is None:
             raise UserError("no text classifier: set --config.classifier.path=FILE.npy")
-    return VideoPredictor.from_config(model_cfg, variables, classifier, config.inference)
+    return VideoPredictor.from_config(
+        model_cfg, variables, classifier, config.inference, programs=programs
+    )
 
 
 def load_export(config: ml_collections.ConfigDict):
@@ -145,12 +160,15 @@ def _saved_classifier(config: ml_collections.ConfigDict, workdir: str) -> np.nda
         raise UserError(str(e)) from e
 
 
-def _load_model_dir(config: ml_collections.ConfigDict, workdir: str):
-    """(model config, variables) of the model directory, or a UserError saying what to run."""
+def _load_model_dir(config: ml_collections.ConfigDict, workdir: str, abstract=None):
+    """(model config, variables) of the model directory, or a UserError saying what to run.
+    ``abstract``: the variables' shapes if known (else ``eval_shape`` of the model finds them)."""
     mdir = model_dir(config, workdir)
     try:
         model_cfg = checkpoint.load_model_config(mdir)
-        variables = checkpoint.load_model(mdir, abstract_variables(model_cfg))
+        if abstract is None:
+            abstract = abstract_variables(model_cfg)
+        variables = checkpoint.load_model(mdir, abstract)
     except checkpoint.CheckpointDamagedError as e:
         raise UserError(str(e)) from e
     except (FileNotFoundError, checkpoint.CheckpointMismatchError) as e:

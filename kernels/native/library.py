@@ -45,3 +45,21 @@ def register(handlers: tuple[tuple[str, str], ...]) -> bool:
             target, jax.ffi.pycapsule(getattr(library, symbol)), platform="cpu"
         )
     return True
+
+
+def register_all() -> bool:
+    """Register every native kernel's handlers (for programs lowered elsewhere that call them,
+    such as deserialised exports); False when the library is not built."""
+    from kernels.ms_deform_attn import cpu as msda
+    from kernels.window_attention import cpu as window_attention
+
+    return msda.is_available() and window_attention.is_available()
+
+
+def ffi_targets() -> tuple[str, ...]:
+    """The FFI target names of every native handler (a lowered program may call them; jax.export
+    must be told to accept them)."""
+    from kernels.ms_deform_attn import cpu as msda
+    from kernels.window_attention import cpu as window_attention
+
+    return msda.FFI_TARGETS + window_attention.FFI_TARGETS

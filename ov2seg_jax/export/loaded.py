@@ -32,15 +32,10 @@ def _native_library_matches(manifest: dict) -> bool:
     wanted = manifest.get("cpu_native_library")
     if not wanted or jax.default_backend() != "cpu":
         return False
-    from kernels.ms_deform_attn import cpu as native_msda
-    from kernels.window_attention import cpu as native_window_attention
+    from kernels.native.library import register_all
     from ov2seg_jax.compile_cache import native_library_tag
 
-    return (
-        native_library_tag() == wanted
-        and native_msda.is_available()
-        and native_window_attention.is_available()
-    )
+    return native_library_tag() == wanted and register_all()
 
 
 class ExportedModel:

@@ -79,13 +79,11 @@ def bucket_file(bucket: Bucket, variant: str = "") -> str:
 def _export_native_cpu(model_cfg, treedef, arrays, bucket: Bucket, text_dim: int) -> bytes:
     """The bucket's window function for CPU alone, with the native cores (their FFI calls
     allowed)."""
-    from kernels.ms_deform_attn import cpu as native_msda
-    from kernels.window_attention import cpu as native_window_attention
+    from kernels.native.library import ffi_targets
     from ov2seg_jax.models.ov2seg import build_model
 
     forward = jax.jit(window_function(build_model(with_kernels(model_cfg, "cpu")), treedef))
-    targets = native_msda.FFI_TARGETS + native_window_attention.FFI_TARGETS
-    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in targets]
+    checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in ffi_targets()]
     exported = jax.export.export(forward, platforms=("cpu",), disabled_checks=checks)(
         *_specs(arrays, bucket, text_dim)
     )

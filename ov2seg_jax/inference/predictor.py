@@ -54,20 +54,20 @@ class PrecisionJit:
     precision (``jax.default_matmul_precision``, part of jit's cache key), not the process's."""
 
     def __init__(self, fn, precision: str | None):
-        self._jitted = jax.jit(fn)
+        self.jitted = jax.jit(fn)  # trace/lower it under ``precision`` (see ``__call__``)
         self.precision = precision
 
     def __call__(self, *args):
         with jax.default_matmul_precision(self.precision):
-            return self._jitted(*args)
+            return self.jitted(*args)
 
     def lower(self, *args):
         with jax.default_matmul_precision(self.precision):
-            return self._jitted.lower(*args)
+            return self.jitted.lower(*args)
 
     def _cache_size(self) -> int:
         """Executables compiled so far (jit's own count)."""
-        return self._jitted._cache_size()
+        return self.jitted._cache_size()
 
 
 def jitted_forward(model: nn.Module, matmul_precision: str | None = None) -> PrecisionJit:
@@ -127,18 +127,28 @@ class VideoPredictor:
         self._forward = forward if forward is not None else jitted_forward(model, matmul_precision)
 
     @classmethod
-    def from_config(cls, model_cfg, variables, classifier, inference) -> VideoPredictor:
+    def from_config(
+        cls, model_cfg, variables, classifier, inference, programs: str | None = None
+    ) -> VideoPredictor:
         """The predictor of a model config (``config.model``) with ``config.inference``'s
-        window size, top-K, size divisibility and matmul precision."""
+        window size, top-K, size divisibility and matmul precision. ``programs``: a folder of
+        cached window programs (:mod:`~ov2seg_jax.inference.program_cache`) to run the window
+        function through, instead of tracing the model in this process."""
+        from ov2seg_jax.inference.program_cache import program_cache
         from ov2seg_jax.models.ov2seg import build_model
 
+        model = build_model(model_cfg)
+        forward = None
+        if programs is not None:
+            forward = program_cache(programs, jitted_forward(model, inference.matmul_precision))
         return cls(
-            build_model(model_cfg),
+            model,
             variables,
             classifier,
             window_size=inference.window_size,
             top_k=inference.top_k,
             size_divisibility=inference.size_divisibility,
+            forward=forward,
             matmul_precision=inference.matmul_precision,
         )
 

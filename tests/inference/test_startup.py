@@ -72,4 +72,7 @@ def test_bench_startup_reports_a_cache_hit_in_the_second_process(tmp_path):
     assert startup[1] < startup[0], proc.stdout
     cached = [f for _, _, files in os.walk(tmp_path / "tiny" / "xla_cache") for f in files]
     assert cached, "the first process stored no executable"
+    programs = [f for f in cached if f.endswith(".jax_exported")]
+    # one window program (windows of 2 frames), lowered by the first process, read by the second
+    assert len(programs) == 1 and programs[0].startswith("window_2x"), cached
     assert re.search(r"\d+ frames of 64x96", proc.stdout)
