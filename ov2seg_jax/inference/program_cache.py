@@ -13,8 +13,8 @@ An artifact is only valid for the program it was lowered from, so its folder is 
 of everything that decides that program: the model config, the matmul precision, the jax and
 jaxlib versions, the platform and device kind, and the native kernels' library build (the
 programs call its handlers by name). A damaged or mismatching file is lowered again and replaced,
-never trusted. The folder is ``programs/<hash>`` inside the compilation cache folder, and the
-cache is used only when that cache is on.
+never trusted. The folder is ``programs/<hash>`` inside the compilation cache folder; the cache is
+used only when that cache is on, and by single-process runs.
 """
 
 from __future__ import annotations
@@ -54,9 +54,10 @@ def program_key(model_cfg: ml_collections.ConfigDict, matmul_precision: str | No
 
 
 def cache_folder(model_cfg: ml_collections.ConfigDict, matmul_precision: str | None) -> str | None:
-    """This model's program folder inside jax's compilation cache folder (None: cache off)."""
+    """This model's program folder inside jax's compilation cache folder; None when that cache is
+    off, or in a process group (several processes run the jitted model as before)."""
     root = jax.config.jax_compilation_cache_dir
-    if not root:
+    if not root or jax.process_count() > 1:
         return None
     return os.path.join(root, "programs", program_key(model_cfg, matmul_precision))
 
