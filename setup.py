@@ -3,7 +3,7 @@
 The multi-scale deformable attention core (``kernels/ms_deform_attn/native/msda_cpu.cc``) and
 Swin's window attention core (``kernels/window_attention/native/window_attention_cpu.cc``) have
 C++ implementations for CPUs, built into one XLA FFI handler library that
-``kernels.native.library`` loads with ctypes and each kernel registers with ``jax.ffi``. It needs
+``kernels.native_library`` loads with ctypes and each kernel registers with ``jax.ffi``. It needs
 only the FFI headers that jaxlib ships, so jaxlib is a build requirement.
 """
 

@@ -6,7 +6,7 @@ hit on CPU, and no separate store of serialised executables is kept.
 
 jax keys each entry by the lowered program, jax/jaxlib versions, the backend and device kind, the
 compile options and XLA flags. One thing that makes an executable valid is outside that key: the
-native kernels' library (:mod:`kernels.native.library`) whose handlers the program calls by
+native kernels' library (:mod:`kernels.native_library`) whose handlers the program calls by
 name. Its content hash therefore names a subfolder, so rebuilding the library starts a fresh
 cache instead of reusing programs compiled against another build.
 """
@@ -19,7 +19,7 @@ import os
 
 import jax
 
-from kernels.native import library as native_library
+from kernels import native_library
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import os
 
 import jax
 
-from kernels.native import library as native_library
+from kernels import native_library
 from ov2seg_jax.compile_cache import enable_compilation_cache, native_library_tag
 
 

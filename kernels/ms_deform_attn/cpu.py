@@ -3,7 +3,7 @@
 ``native/msda_cpu.cc`` gathers, weights and accumulates one sample at a time, so the
 (N, Lq, M, L, P, 4, D) corner tensor that the reference materialises never exists (about 4 GB for
 a window of ten 480x864 frames). The package's build step compiles it into the native kernels'
-library (:mod:`kernels.native.library`); this module registers its four handlers
+library (:mod:`kernels.native_library`); this module registers its four handlers
 (float32/float64 forward/backward) with ``jax.ffi`` for the CPU platform and joins them with a
 ``custom_vjp`` that saves only the three inputs.
 
@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from kernels import native_library as library
 from kernels.ms_deform_attn.reference import compute_dtype
 from kernels.ms_deform_attn.shapes import SpatialShapes
-from kernels.native import library
-from kernels.native.library import BUILD_HINT
+from kernels.native_library import BUILD_HINT
 
 _HANDLERS = {
     "ov2seg_msda_cpu_forward_f32": "MsdaForwardF32",

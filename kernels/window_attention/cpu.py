@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.native import library
-from kernels.native.library import BUILD_HINT
+from kernels import native_library as library
+from kernels.native_library import BUILD_HINT
 from kernels.window_attention.reference import window_attention_reference
 
 _HANDLERS = {"ov2seg_window_attention_cpu_forward_f32": "WindowAttentionForwardF32"}

@@ -32,7 +32,7 @@ def _native_library_matches(manifest: dict) -> bool:
     wanted = manifest.get("cpu_native_library")
     if not wanted or jax.default_backend() != "cpu":
         return False
-    from kernels.native.library import register_all
+    from kernels.native_library import register_all
     from ov2seg_jax.compile_cache import native_library_tag
 
     return native_library_tag() == wanted and register_all()

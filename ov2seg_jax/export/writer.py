@@ -79,7 +79,7 @@ def bucket_file(bucket: Bucket, variant: str = "") -> str:
 def _export_native_cpu(model_cfg, treedef, arrays, bucket: Bucket, text_dim: int) -> bytes:
     """The bucket's window function for CPU alone, with the native cores (their FFI calls
     allowed)."""
-    from kernels.native.library import ffi_targets
+    from kernels.native_library import ffi_targets
     from ov2seg_jax.models.ov2seg import build_model
 
     forward = jax.jit(window_function(build_model(with_kernels(model_cfg, "cpu")), treedef))

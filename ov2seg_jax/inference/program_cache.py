@@ -97,7 +97,7 @@ class ProgramCache:
         return call(variables, images, classifier)
 
     def _program(self, variables, images, classifier):
-        from kernels.native.library import register_all
+        from kernels.native_library import register_all
 
         if jax.default_backend() == "cpu":
             register_all()  # a program read back calls the native handlers by name
@@ -115,7 +115,7 @@ class ProgramCache:
         return jax.jit(exported.call)
 
     def _lower(self, specs) -> jax.export.Exported:
-        from kernels.native.library import ffi_targets
+        from kernels.native_library import ffi_targets
 
         checks = [jax.export.DisabledSafetyCheck.custom_call(t) for t in ffi_targets()]
         with jax.default_matmul_precision(self.forward.precision):

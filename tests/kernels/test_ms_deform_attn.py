@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kernels import native_library
 from kernels.ms_deform_attn import (
     BlockSizes,
     available_implementations,
@@ -453,7 +454,7 @@ def test_vmap_matches_a_loop_and_spatial_shapes_may_be_an_array() -> None:
 def test_native_cpu_library_is_built() -> None:
     """The package install compiles the native CPU core; a missing library is a build failure."""
     assert cpu_native.is_available(), (
-        f"native MSDA library missing under {os.path.dirname(cpu_native.__file__)}/native: "
+        f"native kernels' library missing under {native_library.NATIVE_DIR}: "
         + cpu_native.BUILD_HINT
     )
 

@@ -17,7 +17,7 @@ import os
 
 import jax
 
-NATIVE_DIR = os.path.dirname(os.path.abspath(__file__))
+NATIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
 BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"
 
 

@@ -1,1 +1,0 @@
-"""The one native CPU library of the kernels (see :mod:`kernels.native.library`)."""
