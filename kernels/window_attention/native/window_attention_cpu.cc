@@ -7,13 +7,16 @@
 //   out   (G, N, H, D)     softmax((q * scale) k^T + bias + mask) v, heads side by side per token
 // XLA runs this as two batched matmuls of 144x32 tiles, a softmax and two transposes, and spends
 // most of it moving the (G, H, N, N) logits through memory. Here one (window, head) unit packs its
-// q, k^T and v (a few tens of KB, in L1/L2), then, two query rows at a time, computes the logits,
-// the softmax and the output rows without writing the logits anywhere but a 2 x N scratch.
-// Units write disjoint slices of `out` and run on XLA's intra-op thread pool.
+// q, k^T and v (a few tens of KB, in L1/L2), then, a block of six query rows at a time, computes
+// the logits (two rows per register tile), the softmax and the output rows (three per tile)
+// without writing the logits anywhere but a 6 x N scratch (the vector path; the portable one goes
+// two rows at a time). The vector path scales output rows by 1 / sum instead of dividing every
+// probability. Units write disjoint slices of `out` and run on XLA's intra-op thread pool.
 //
-// Two code paths compute the same values: an AVX2/FMA one (x86-64 CPUs that have it, chosen at
-// run time, head width a multiple of 8) and portable loops. exp is one polynomial (a degree-6
-// fit on [-ln2/2, ln2/2] after range reduction, within 2 ulp of expf) in both paths.
+// Two code paths compute the same values to float rounding: an AVX2/FMA one (x86-64 CPUs that
+// have it, chosen at run time, head width a multiple of 8) and portable loops. Both take exp from
+// one polynomial (degree 6 on [-ln2/2, ln2/2] after range reduction by powers of two); the tests
+// hold both paths to the reference within 2e-5.
 
 #include <algorithm>
 #include <cmath>
