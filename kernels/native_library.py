@@ -47,19 +47,22 @@ def register(handlers: tuple[tuple[str, str], ...]) -> bool:
     return True
 
 
-def register_all() -> bool:
-    """Register every native kernel's handlers (for programs lowered elsewhere that call them,
-    such as deserialised exports); False when the library is not built."""
+def _kernel_modules() -> tuple:
+    """Every kernel module with handlers in the library (imported here, not at the top: they
+    import this module)."""
     from kernels.ms_deform_attn import cpu as msda
     from kernels.window_attention import cpu as window_attention
 
-    return msda.is_available() and window_attention.is_available()
+    return msda, window_attention
+
+
+def register_all() -> bool:
+    """Register every native kernel's handlers (for programs lowered elsewhere that call them,
+    such as deserialised exports); False when the library is not built."""
+    return all(module.is_available() for module in _kernel_modules())
 
 
 def ffi_targets() -> tuple[str, ...]:
     """The FFI target names of every native handler (a lowered program may call them; jax.export
     must be told to accept them)."""
-    from kernels.ms_deform_attn import cpu as msda
-    from kernels.window_attention import cpu as window_attention
-
-    return msda.FFI_TARGETS + window_attention.FFI_TARGETS
+    return tuple(target for module in _kernel_modules() for target in module.FFI_TARGETS)

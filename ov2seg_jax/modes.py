@@ -87,20 +87,10 @@ def load_predictor(
 
     if config.inference.export:
         return _exported_predictor(config, classifier)
-    from ov2seg_jax.inference.program_cache import cache_folder, cached_variable_shapes
+    from ov2seg_jax.inference.program_cache import cache_folder
 
-    mdir = model_dir(config, workdir)
-    try:
-        model_cfg = checkpoint.load_model_config(mdir)
-    except checkpoint.CheckpointDamagedError as e:
-        raise UserError(str(e)) from e
-    except FileNotFoundError as e:
-        raise UserError(f"{e}\n(run --mode convert first, or set --config.checkpoint.path)") from e
+    model_cfg, variables = _load_model_dir(config, workdir, program_shapes=True)
     programs = cache_folder(model_cfg, config.inference.matmul_precision)
-    abstract = None
-    if programs is not None:  # shapes from a cached window program: no eval_shape of the model
-        abstract = cached_variable_shapes(programs)
-    _, variables = _load_model_dir(config, workdir, abstract)
     if classifier is None and config.classifier.path:
         classifier = load_classifier(config.classifier.path, model_cfg.decoder.text_embed_dim)
     elif classifier is None:
@@ -160,12 +150,21 @@ def _saved_classifier(config: ml_collections.ConfigDict, workdir: str) -> np.nda
         raise UserError(str(e)) from e
 
 
-def _load_model_dir(config: ml_collections.ConfigDict, workdir: str, abstract=None):
+def _load_model_dir(
+    config: ml_collections.ConfigDict, workdir: str, *, program_shapes: bool = False
+):
     """(model config, variables) of the model directory, or a UserError saying what to run.
-    ``abstract``: the variables' shapes if known (else ``eval_shape`` of the model finds them)."""
+    ``program_shapes``: take the variables' shapes from a cached window program of this model when
+    there is one (:mod:`~ov2seg_jax.inference.program_cache`) instead of ``eval_shape``."""
+    from ov2seg_jax.inference.program_cache import cache_folder, cached_variable_shapes
+
     mdir = model_dir(config, workdir)
     try:
         model_cfg = checkpoint.load_model_config(mdir)
+        abstract = None
+        if program_shapes:
+            programs = cache_folder(model_cfg, config.inference.matmul_precision)
+            abstract = None if programs is None else cached_variable_shapes(programs)
         if abstract is None:
             abstract = abstract_variables(model_cfg)
         variables = checkpoint.load_model(mdir, abstract)

@@ -106,7 +106,7 @@ class ProgramCache:
             lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (variables, images, classifier)
         )
         exported = _read(path) if os.path.isfile(path) else None
-        if exported is None or _in_avals(exported) != _avals(specs):
+        if exported is None or _avals(_in_args(exported)) != _avals(specs):
             exported = self._lower(specs)
             os.makedirs(self.folder, exist_ok=True)
             with atomic_write(path, "wb") as f:
@@ -131,19 +131,19 @@ def cached_variable_shapes(folder: str):
         if name.endswith(SUFFIX):
             exported = _read(os.path.join(folder, name))
             if exported is not None:
-                args, _ = jax.tree_util.tree_unflatten(exported.in_tree, exported.in_avals)
-                return args[0]
+                return _in_args(exported)[0]
     return None
+
+
+def _in_args(exported: jax.export.Exported) -> tuple:
+    """The positional arguments the program takes, as ShapeDtypeStruct trees."""
+    args, _ = jax.tree_util.tree_unflatten(exported.in_tree, exported.in_avals)
+    return args
 
 
 def _avals(specs) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(specs)
     return treedef, tuple((tuple(x.shape), str(x.dtype)) for x in leaves)
-
-
-def _in_avals(exported: jax.export.Exported) -> tuple:
-    args, _ = jax.tree_util.tree_unflatten(exported.in_tree, exported.in_avals)
-    return _avals(args)
 
 
 @functools.lru_cache(maxsize=8)

@@ -38,7 +38,12 @@ import numpy as np
 from flax.typing import Dtype
 
 from kernels.window_attention import window_attention
-from ov2seg_jax.models.backbones.swin_windows import from_windows, shift_window_mask, to_windows
+from ov2seg_jax.models.backbones.swin_windows import (
+    from_windows,
+    shift_window_mask,
+    to_windows,
+    window_layout,
+)
 from ov2seg_jax.parity.manifest import swin_relative_position_index
 
 __all__ = ["SwinTransformer", "shift_window_mask", "swin_from_preset"]
@@ -248,7 +253,7 @@ class SwinStage(nn.Module):
         h, wd = int(hw[0]), int(hw[1])
         w = self.window_size
         shift = w // 2
-        hp, wp = -(-h // w) * w, -(-wd // w) * w
+        hp, wp = window_layout(h, wd, w, shift).padded
         mask = shift_window_mask(hp, wp, w, shift) if self.depth > 1 else None
         rates = self.drop_path or (0.0,) * self.depth
         for i in range(self.depth):
