@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 from kernels.ms_deform_attn import ms_deform_attn  # noqa: E402
 from kernels.ms_deform_attn.api import resolve_implementation  # noqa: E402
 from kernels.ms_deform_attn.shapes import MSDAShape, encoder_levels, make_inputs  # noqa: E402
+from ov2seg_jax import host_allocator  # noqa: E402
 from ov2seg_jax.inference import predictor as predictor_module  # noqa: E402
 from ov2seg_jax.inference.predictor import jitted_forward  # noqa: E402
 from ov2seg_jax.models.ov2seg import build_model  # noqa: E402
@@ -261,6 +262,7 @@ def main(argv=None) -> int:
         print(
             f"device: {dev.platform} {dev.device_kind}; host {platform.processor() or platform.machine()}"
             f", {os.cpu_count()} CPUs; jax {jax.__version__}; load average {os.getloadavg()[0]:.1f}"
+            f"; glibc malloc: {host_allocator.STATE}"
         )
         print(" ".join(_header(title, fmt) for _, title, fmt in COLUMNS))
     for name in args.models.split(","):
