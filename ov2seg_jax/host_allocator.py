@@ -56,7 +56,7 @@ def keep_freed_memory() -> str:
     libc = ctypes.CDLL(None)
     for parameter, value in SETTINGS:
         if libc.mallopt(ctypes.c_int(parameter), ctypes.c_int(value)) != 1:
-            return f"left as is (mallopt({parameter}, {value}) was refused)"
+            return f"partly set (glibc refused mallopt({parameter}, {value}))"
     return "keeps freed memory"
 
 
