@@ -25,9 +25,13 @@ setup(
             sources=[
                 "kernels/ms_deform_attn/native/msda_cpu.cc",
                 "kernels/window_attention/native/window_attention_cpu.cc",
+                "kernels/window_attention/native/window_attention_avx512.cc",
             ],
             include_dirs=[_ffi_include_dir(), "kernels"],
-            depends=["kernels/native/parallel_for.h"],
+            depends=[
+                "kernels/native/parallel_for.h",
+                "kernels/window_attention/native/window_attention_common.h",
+            ],
             language="c++",
             # Without a compiler the package still installs; "auto" then runs the references.
             optional=True,

@@ -33,6 +33,17 @@ def _library() -> ctypes.CDLL | None:
     return None if path is None else ctypes.CDLL(path)
 
 
+def function(symbol: str, restype=ctypes.c_int64):
+    """A plain C function of the library (no arguments) returning ``restype``; the library must
+    be built (see :func:`library_path`)."""
+    library = _library()
+    if library is None:
+        raise RuntimeError(f"the native library is not built in {NATIVE_DIR}; {BUILD_HINT}")
+    fn = getattr(library, symbol)
+    fn.restype, fn.argtypes = restype, []
+    return fn
+
+
 @functools.cache
 def register(handlers: tuple[tuple[str, str], ...]) -> bool:
     """Register ``(ffi target, symbol)`` pairs for the CPU platform, once per process; False

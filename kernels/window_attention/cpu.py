@@ -2,14 +2,15 @@
 
 ``native/window_attention_cpu.cc`` runs one (window, head) at a time with q, k^T and v packed in
 cache and the logits living only in a block of rows, so the (G, H, N, N) logits never pass
-through memory; with AVX2/FMA (chosen at run time) it is several times faster than the reference
-on XLA:CPU. It computes in float32 only. The backward pass recomputes the reference under
+through memory; with AVX-512 or AVX2/FMA (the widest the CPU has, chosen at run time) it is
+several times faster than the reference on XLA:CPU. It computes in float32 only. The backward pass recomputes the reference under
 ``jax.vjp``, so gradients are the reference's exactly; only the forward values differ, by float
 rounding (a few ulps).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 
 import jax
@@ -25,12 +26,25 @@ _HANDLERS = {"ov2seg_window_attention_cpu_forward_f32": "WindowAttentionForwardF
 FFI_TARGETS: tuple[str, ...] = tuple(_HANDLERS)
 
 
+# Code paths of the handler (its `path` attribute); "auto" is the widest this CPU runs.
+PATHS: dict[str, int] = {"auto": 0, "portable": 1, "avx2": 2, "avx512": 3}
+
+
 def is_available() -> bool:
     """Whether the native library is built (registering its handlers; CPU backend only)."""
     return library.register(tuple(_HANDLERS.items()))
 
 
-def _forward(qkv, bias, mask, scale: float, portable: bool):
+def cpu_paths() -> tuple[str, ...]:
+    """The code paths this CPU runs (besides "auto"): "portable" always, then "avx2" and
+    "avx512" where the CPU has them (head widths permitting); () when the library is not built."""
+    if not is_available():
+        return ()
+    bits = int(library.function("Ov2segWindowAttentionPaths", ctypes.c_int64)())
+    return tuple(name for name, bit in (("portable", 1), ("avx2", 2), ("avx512", 4)) if bits & bit)
+
+
+def _forward(qkv, bias, mask, scale: float, path: str):
     g, n, _, heads, d = qkv.shape
     if mask is None:
         mask = jnp.zeros((0, n, n), jnp.float32)
@@ -39,19 +53,19 @@ def _forward(qkv, bias, mask, scale: float, portable: bool):
         jax.ShapeDtypeStruct((g, n, heads, d), jnp.float32),
         vmap_method="sequential",
     )
-    return call(qkv, bias, mask, scale=np.float32(scale), portable=np.int64(portable))
+    return call(qkv, bias, mask, scale=np.float32(scale), path=np.int64(PATHS[path]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _core(qkv, bias, mask, scale, portable):
-    return _forward(qkv, bias, mask, scale, portable)
+def _core(qkv, bias, mask, scale, path):
+    return _forward(qkv, bias, mask, scale, path)
 
 
-def _core_fwd(qkv, bias, mask, scale, portable):
-    return _forward(qkv, bias, mask, scale, portable), (qkv, bias, mask)
+def _core_fwd(qkv, bias, mask, scale, path):
+    return _forward(qkv, bias, mask, scale, path), (qkv, bias, mask)
 
 
-def _core_bwd(scale, portable, saved, grad_out):
+def _core_bwd(scale, path, saved, grad_out):
     qkv, bias, mask = saved
     _, pullback = jax.vjp(lambda a, b: window_attention_reference(a, b, mask, scale), qkv, bias)
     grad_qkv, grad_bias = pullback(grad_out)
@@ -67,11 +81,12 @@ def window_attention_cpu(
     mask: jax.Array | None,
     scale: float,
     *,
-    portable: bool = False,
+    path: str = "auto",
 ) -> jax.Array:
     """The core through the native handler (no input checks; see the package's API).
 
-    ``portable``: run the plain C++ loops even where the AVX2 path exists (for tests).
+    ``path``: "auto" (the widest vector path this CPU runs), or one of :data:`PATHS` to run
+    that path alone (for tests; one this CPU lacks fails when the program runs).
     Returns (G, N, H, D) in ``qkv``'s dtype.
     """
     if not is_available():
@@ -84,6 +99,6 @@ def window_attention_cpu(
         bias.astype(jnp.float32),
         None if mask is None else mask.astype(jnp.float32),
         float(scale),
-        bool(portable),
+        path,
     )
     return out.astype(qkv.dtype)

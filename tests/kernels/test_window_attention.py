@@ -21,8 +21,9 @@ from kernels.window_attention import cpu as cpu_native
 from ov2seg_jax.models.backbones.swin import shift_window_mask
 
 # (images, padded grid, window, heads, head width). Covers Swin-B's stage-1 and stage-3 head
-# layouts, a 7x7 window (49 tokens: not a multiple of the 8-wide vectors), a head width that is
-# not a multiple of 8 (the portable loops even where AVX2 exists) and several images.
+# layouts, a 7x7 window (49 tokens: not a multiple of the 8- or 16-wide vectors), head widths
+# that are not a multiple of 8 (the portable loops even where AVX2 exists) or of 16 (AVX2 even
+# where AVX-512 exists) and several images.
 CASES = {
     "swin_b_stage1": (1, (24, 36), 12, 4, 32),
     "swin_b_stage3": (2, (12, 24), 12, 16, 32),
@@ -61,18 +62,36 @@ def test_native_library_is_built() -> None:
 
 
 @needs_native
-@pytest.mark.parametrize("portable", [False, True], ids=["vector", "portable"])
+@pytest.mark.parametrize("path", ["auto", "avx512", "avx2", "portable"])
 @pytest.mark.parametrize("masked", [True, False], ids=["mask", "nomask"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_native_forward_equals_reference(case: str, masked: bool, portable: bool) -> None:
+def test_native_forward_equals_reference(case: str, masked: bool, path: str) -> None:
+    """Every code path this CPU runs, on every case (a vector path skips head widths it does
+    not take: "auto" then falls back to the next one)."""
+    d = CASES[case][4]
+    if path != "auto" and path not in cpu_native.cpu_paths():
+        pytest.skip(f"this CPU does not run the {path} path")
+    if (path == "avx512" and d % 16) or (path == "avx2" and d % 8):
+        pytest.skip(f"the {path} path does not take head width {d}")
     qkv, bias, mask, scale = _inputs(case, masked=masked)
     mask = None if mask is None else jnp.asarray(mask)
     want = window_attention_reference(qkv, bias, mask, scale)
     got = jax.jit(
-        lambda a, b, m: cpu_native.window_attention_cpu(a, b, m, scale, portable=portable)
+        lambda a, b, m: cpu_native.window_attention_cpu(a, b, m, scale, path=path)
     )(qkv, bias, mask)
     assert got.shape == want.shape == (qkv.shape[0], qkv.shape[1], qkv.shape[3], qkv.shape[4])
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOL)
+
+
+@needs_native
+def test_a_path_that_cannot_run_fails_clearly() -> None:
+    """Asking for the AVX-512 path with a 12-wide head (which it does not take, on any CPU) is an
+    error that says so, not a silent fallback."""
+    qkv, bias, mask, scale = _inputs("head_width_12")
+    with pytest.raises(Exception, match="requested code path does not run on this CPU"):
+        jax.block_until_ready(
+            cpu_native.window_attention_cpu(qkv, bias, jnp.asarray(mask), scale, path="avx512")
+        )
 
 
 @needs_native

@@ -7,16 +7,17 @@
 //   out   (G, N, H, D)     softmax((q * scale) k^T + bias + mask) v, heads side by side per token
 // XLA runs this as two batched matmuls of 144x32 tiles, a softmax and two transposes, and spends
 // most of it moving the (G, H, N, N) logits through memory. Here one (window, head) unit packs its
-// q, k^T and v (a few tens of KB, in L1/L2), then, a block of six query rows at a time, computes
-// the logits (two rows per register tile), the softmax and the output rows (three per tile)
-// without writing the logits anywhere but a 6 x N scratch (the vector path; the portable one goes
-// two rows at a time). The vector path scales output rows by 1 / sum instead of dividing every
+// q, k^T and v (a few tens of KB, in L1/L2), then, a block of query rows at a time, computes the
+// logits, the softmax and the output rows without writing the logits anywhere but a small
+// block-rows x N scratch. The vector paths scale output rows by 1 / sum instead of dividing every
 // probability. Units write disjoint slices of `out` and run on XLA's intra-op thread pool.
 //
-// Two code paths compute the same values to float rounding: an AVX2/FMA one (x86-64 CPUs that
-// have it, chosen at run time, head width a multiple of 8) and portable loops. Both take exp from
-// one polynomial (degree 6 on [-ln2/2, ln2/2] after range reduction by powers of two); the tests
-// hold both paths to the reference within 2e-5.
+// Three code paths compute the same values to float rounding, chosen at run time (or by the
+// `path` attribute, for tests): AVX-512 (window_attention_avx512.cc; head width a multiple of
+// 16), AVX2/FMA (head width a multiple of 8; blocks of six rows, logits two rows and output three
+// rows per register tile) and portable loops. All take exp from one polynomial (degree 6 on
+// [-ln2/2, ln2/2] after range reduction by powers of two); the tests hold every path to the
+// reference within 2e-5.
 
 #include <algorithm>
 #include <cmath>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "native/parallel_for.h"
+#include "window_attention/native/window_attention_common.h"
 #include "xla/ffi/api/ffi.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -37,85 +39,16 @@
 
 namespace ffi = xla::ffi;
 
+namespace ov2seg_window_attention {
 namespace {
 
 using ov2seg_native::ParallelFor;
-
-struct Problem {
-  int64_t g, n, h, d, windows;
-  int64_t np;  // n rounded up to a multiple of 8 (the k^T row stride)
-  float scale;
-  const float* qkv;
-  const float* bias;
-  const float* mask;
-  float* out;
-};
-
-// exp(x) for x <= 0 (softmax arguments after the max is subtracted); x below -87 gives
-// exp(-87), which is below every float that can change a sum that includes exp(0) = 1.
-constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693359375f;
-constexpr float kLn2Lo = -2.12194440e-4f;
-constexpr float kExpLow = -87.0f;
-constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f,
-                kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
-
-inline float ExpScalar(float x) {
-  x = std::max(x, kExpLow);
-  const float k = std::nearbyint(x * kLog2e);
-  float r = x - k * kLn2Hi;
-  r = r - k * kLn2Lo;
-  float p = kP0;
-  p = p * r + kP1;
-  p = p * r + kP2;
-  p = p * r + kP3;
-  p = p * r + kP4;
-  p = p * r + kP5;
-  p = p * (r * r) + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-
-// Unit (window g, head h) scratch: q (N x D, scaled), k^T (D x NP, zero-padded), v (N x D),
-// a block of rows of logits/probabilities (kBlockRows x NP).
-constexpr int64_t kBlockRows = 6;
-
-struct Scratch {
-  std::vector<float> q, kt, v, s;
-  void Fit(const Problem& pr) {
-    q.resize(pr.n * pr.d);
-    kt.resize(pr.d * pr.np);  // columns past n are read but never used
-    v.resize(pr.n * pr.d);
-    s.resize(kBlockRows * pr.np);
-  }
-};
-
-// Copies q (times scale) and v of unit (g, h) into scratch; k^T is left to the caller.
-void PackQV(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
-  const int64_t d = pr.d, row = 3 * pr.h * d;  // row: stride between tokens in qkv
-  const float* base = pr.qkv + g * pr.n * row + h * d;
-  for (int64_t i = 0; i < pr.n; ++i) {
-    const float* q = base + i * row;
-    float* qs = sc.q.data() + i * d;
-    for (int64_t c = 0; c < d; ++c) qs[c] = q[c] * pr.scale;
-    std::memcpy(sc.v.data() + i * d, q + 2 * pr.h * d, d * sizeof(float));
-  }
-}
-
-// k^T rows [first token i0, end): kt[c][i] = k[i][c].
-void TransposeKTail(const Problem& pr, int64_t g, int64_t h, int64_t i0, Scratch& sc) {
-  const int64_t d = pr.d, row = 3 * pr.h * d;
-  const float* base = pr.qkv + g * pr.n * row + pr.h * d + h * d;
-  for (int64_t i = i0; i < pr.n; ++i)
-    for (int64_t c = 0; c < d; ++c) sc.kt[c * pr.np + i] = base[i * row + c];
-}
 
 void Pack(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
   PackQV(pr, g, h, sc);
   TransposeKTail(pr, g, h, 0, sc);
 }
+
 
 // Logits rows [i0, i0 + rows) plus bias and mask, then softmax in place (the first n columns).
 void SoftmaxRowsPortable(const Problem& pr, int64_t g, int64_t h, int64_t i0, int64_t rows,
@@ -248,7 +181,7 @@ OV2SEG_AVX2 inline void LogitTile(const Problem& pr, const float* q, const float
 }
 
 // k^T by 8 x 8 blocks (8 tokens x 8 channels), then the last n % 8 tokens one by one.
-OV2SEG_AVX2 void PackAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
+OV2SEG_AVX2 void PackKAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
   PackQV(pr, g, h, sc);
   const int64_t d = pr.d, np = pr.np, row = 3 * pr.h * d, full = pr.n - pr.n % 8;
   const float* base = pr.qkv + g * pr.n * row + pr.h * d + h * d;
@@ -375,10 +308,10 @@ OV2SEG_AVX2 void OutputRows(const Problem& pr, const float* p, const float* inv,
 }
 
 // Rows go in blocks of kBlock: logits two rows at a time, output three rows at a time.
-constexpr int64_t kBlock = kBlockRows;
+constexpr int64_t kBlock = 6;
 
-OV2SEG_AVX2 void UnitAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
-  PackAvx2(pr, g, h, sc);
+OV2SEG_AVX2 void UnitAvx2Body(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
+  PackKAvx2(pr, g, h, sc);
   float inv[kBlock];
   float* s = sc.s.data();
   for (int64_t i0 = 0; i0 < pr.n; i0 += kBlock) {
@@ -409,20 +342,42 @@ OV2SEG_AVX2 void UnitAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) 
   }
 }
 
+#endif  // OV2SEG_X86
+
+}  // namespace
+
+#if OV2SEG_X86
 bool HasAvx2() {
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return has;
 }
-
+void PackAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) { PackKAvx2(pr, g, h, sc); }
+void UnitAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) { UnitAvx2Body(pr, g, h, sc); }
 #else
-
 bool HasAvx2() { return false; }
+bool HasAvx512() { return false; }
+void PackAvx2(const Problem&, int64_t, int64_t, Scratch&) {}
 void UnitAvx2(const Problem&, int64_t, int64_t, Scratch&) {}
-
+void UnitAvx512(const Problem&, int64_t, int64_t, Scratch&) {}
 #endif
 
+namespace {
+
+// Values of the handler's `path` attribute.
+enum Path : int64_t { kBest = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3 };
+
+bool PathRuns(int64_t path, const Problem& pr) {
+  switch (path) {
+    case kPortable: return true;
+    case kAvx2: return HasAvx2() && pr.d % 8 == 0;
+    case kAvx512: return HasAvx512() && pr.d % 16 == 0;
+    default: return false;
+  }
+}
+
+
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> bias,
-                   ffi::Buffer<ffi::F32> mask, float scale, int64_t portable,
+                   ffi::Buffer<ffi::F32> mask, float scale, int64_t path,
                    ffi::ResultBuffer<ffi::F32> out) {
   const auto qd = qkv.dimensions();
   const auto bd = bias.dimensions();
@@ -433,32 +388,42 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<
   }
   Problem pr{qd[0], qd[1], qd[3], qd[4], md[0], 0, scale,
              qkv.typed_data(), bias.typed_data(), mask.typed_data(), out->typed_data()};
-  pr.np = (pr.n + 7) / 8 * 8;
+  pr.np = (pr.n + 15) / 16 * 16;
   if (bd[0] != pr.h || bd[1] != pr.n || bd[2] != pr.n || md[1] != pr.n || md[2] != pr.n ||
       (pr.windows && pr.g % pr.windows)) {
     return ffi::Error::InvalidArgument("window_attention_cpu: bias/mask do not match qkv");
   }
-  const bool vector = !portable && HasAvx2() && pr.d % 8 == 0;
+  if (path == kBest) {
+    path = PathRuns(kAvx512, pr) ? kAvx512 : PathRuns(kAvx2, pr) ? kAvx2 : kPortable;
+  } else if (!PathRuns(path, pr)) {
+    return ffi::Error::InvalidArgument(
+        "window_attention_cpu: the requested code path does not run on this CPU or head width");
+  }
+  void (*unit_fn)(const Problem&, int64_t, int64_t, Scratch&) =
+      path == kAvx512 ? UnitAvx512 : path == kAvx2 ? UnitAvx2 : UnitPortable;
   ParallelFor(pool, pr.g * pr.h, [&](int64_t unit) {
     thread_local Scratch sc;
     sc.Fit(pr);
-    if (vector) {
-      UnitAvx2(pr, unit / pr.h, unit % pr.h, sc);
-    } else {
-      UnitPortable(pr, unit / pr.h, unit % pr.h, sc);
-    }
+    unit_fn(pr, unit / pr.h, unit % pr.h, sc);
   });
   return ffi::Error::Success();
 }
 
 }  // namespace
+}  // namespace ov2seg_window_attention
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(WindowAttentionForwardF32, Forward,
+// Which code paths this CPU runs, as bits (1: portable, 2: AVX2/FMA, 4: AVX-512), for the tests.
+extern "C" int64_t Ov2segWindowAttentionPaths() {
+  using namespace ov2seg_window_attention;
+  return 1 | (HasAvx2() ? 2 : 0) | (HasAvx512() ? 4 : 0);
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(WindowAttentionForwardF32, ov2seg_window_attention::Forward,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Attr<float>("scale")
-                                  .Attr<int64_t>("portable")
+                                  .Attr<int64_t>("path")
                                   .Ret<ffi::Buffer<ffi::F32>>());
