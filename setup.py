@@ -26,10 +26,13 @@ setup(
                 "kernels/ms_deform_attn/native/msda_cpu.cc",
                 "kernels/window_attention/native/window_attention_cpu.cc",
                 "kernels/window_attention/native/window_attention_avx512.cc",
+                "kernels/native/cpu_features.cc",
             ],
             include_dirs=[_ffi_include_dir(), "kernels"],
             depends=[
                 "kernels/native/parallel_for.h",
+                "kernels/native/cpu_features.h",
+                "kernels/ms_deform_attn/native/msda_units.inc",
                 "kernels/window_attention/native/window_attention_common.h",
             ],
             language="c++",

@@ -16,6 +16,7 @@ import glob
 import os
 
 import jax
+import numpy as np
 
 NATIVE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native")
 BUILD_HINT = "build it with `pip install -e .` (or `python setup.py build_ext --inplace`)"
@@ -33,15 +34,28 @@ def _library() -> ctypes.CDLL | None:
     return None if path is None else ctypes.CDLL(path)
 
 
-def function(symbol: str, restype=ctypes.c_int64):
-    """A plain C function of the library (no arguments) returning ``restype``; the library must
-    be built (see :func:`library_path`)."""
+# The vector code paths every native kernel is compiled for, as its handlers' `path` attribute:
+# "auto" (the widest this CPU runs; what programs use) or one path alone (for tests).
+CPU_PATHS: dict[str, int] = {"auto": 0, "portable": 1, "avx2": 2, "avx512": 3}
+
+
+def cpu_paths() -> tuple[str, ...]:
+    """The code paths this CPU runs besides "auto": "portable" always, then "avx2" (with FMA)
+    and "avx512" where the CPU has them; () when the library is not built."""
     library = _library()
     if library is None:
-        raise RuntimeError(f"the native library is not built in {NATIVE_DIR}; {BUILD_HINT}")
-    fn = getattr(library, symbol)
-    fn.restype, fn.argtypes = restype, []
-    return fn
+        return ()
+    probe = library.Ov2segCpuPaths
+    probe.restype, probe.argtypes = ctypes.c_int64, []
+    bits = int(probe())
+    return tuple(name for name, bit in (("portable", 1), ("avx2", 2), ("avx512", 4)) if bits & bit)
+
+
+def path_attr(path: str) -> np.int64:
+    """The handlers' `path` attribute for ``path`` (a ValueError names the choices)."""
+    if path not in CPU_PATHS:
+        raise ValueError(f"unknown native code path {path!r}; expected one of {sorted(CPU_PATHS)}")
+    return np.int64(CPU_PATHS[path])
 
 
 @functools.cache

@@ -5,7 +5,8 @@
 a window of ten 480x864 frames). The package's build step compiles it into the native kernels'
 library (:mod:`kernels.native_library`); this module registers its four handlers
 (float32/float64 forward/backward) with ``jax.ffi`` for the CPU platform and joins them with a
-``custom_vjp`` that saves only the three inputs.
+``custom_vjp`` that saves only the three inputs. The loops are compiled for SSE2, AVX2 and
+AVX-512; the widest this CPU runs is chosen at run time, and all give the same bits.
 
 Half-precision inputs compute in float32 (as the reference does); the result has ``value``'s
 dtype. Under ``vmap`` the calls run one batch element after another.
@@ -53,35 +54,39 @@ def _level_attrs(spatial_shapes: SpatialShapes) -> dict[str, np.ndarray]:
     }
 
 
-def _forward(value, locations, weights, spatial_shapes: SpatialShapes):
+def _forward(value, locations, weights, spatial_shapes: SpatialShapes, path: str):
     n, lq, m = locations.shape[:3]
     d = value.shape[-1]
     name = f"ov2seg_msda_cpu_forward_{_SUFFIX[value.dtype.name]}"
     call = jax.ffi.ffi_call(
         name, jax.ShapeDtypeStruct((n, lq, m, d), value.dtype), vmap_method="sequential"
     )
-    return call(value, locations, weights, **_level_attrs(spatial_shapes))
+    return call(
+        value, locations, weights, path=library.path_attr(path), **_level_attrs(spatial_shapes)
+    )
 
 
-def _backward(value, locations, weights, grad_output, spatial_shapes: SpatialShapes):
+def _backward(value, locations, weights, grad_output, spatial_shapes: SpatialShapes, path: str):
     name = f"ov2seg_msda_cpu_backward_{_SUFFIX[value.dtype.name]}"
     out_types = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (value, locations, weights))
     call = jax.ffi.ffi_call(name, out_types, vmap_method="sequential")
-    return call(value, locations, weights, grad_output, **_level_attrs(spatial_shapes))
+    attrs = _level_attrs(spatial_shapes)
+    return call(value, locations, weights, grad_output, path=library.path_attr(path), **attrs)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _core(value, locations, weights, spatial_shapes):
-    return _forward(value, locations, weights, spatial_shapes)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _core(value, locations, weights, spatial_shapes, path):
+    return _forward(value, locations, weights, spatial_shapes, path)
 
 
-def _core_fwd(value, locations, weights, spatial_shapes):
-    return _forward(value, locations, weights, spatial_shapes), (value, locations, weights)
+def _core_fwd(value, locations, weights, spatial_shapes, path):
+    out = _forward(value, locations, weights, spatial_shapes, path)
+    return out, (value, locations, weights)
 
 
-def _core_bwd(spatial_shapes, saved, grad_output):
+def _core_bwd(spatial_shapes, path, saved, grad_output):
     value, locations, weights = saved
-    return _backward(value, locations, weights, grad_output, spatial_shapes)
+    return _backward(value, locations, weights, grad_output, spatial_shapes, path)
 
 
 _core.defvjp(_core_fwd, _core_bwd)
@@ -92,10 +97,14 @@ def ms_deform_attn_cpu(
     spatial_shapes: Sequence[tuple[int, int]],
     sampling_locations: jax.Array,
     attention_weights: jax.Array,
+    *,
+    path: str = "auto",
 ) -> jax.Array:
     """MSDA core through the native CPU handlers (no input checks; see the package's API).
 
-    Returns (N, Lq, M*D) in ``value``'s dtype.
+    ``path``: "auto" (the widest vector path this CPU runs) or one of
+    :data:`kernels.native_library.CPU_PATHS` alone (for tests; all give the same bits; one this
+    CPU lacks fails when the program runs). Returns (N, Lq, M*D) in ``value``'s dtype.
     """
     if not _register():
         raise RuntimeError(
@@ -110,5 +119,6 @@ def ms_deform_attn_cpu(
         sampling_locations.astype(dtype),
         attention_weights.astype(dtype),
         shapes,
+        path,
     )
     return out.reshape(n, lq, m * value.shape[-1]).astype(value.dtype)

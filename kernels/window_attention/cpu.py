@@ -3,14 +3,13 @@
 ``native/window_attention_cpu.cc`` runs one (window, head) at a time with q, k^T and v packed in
 cache and the logits living only in a block of rows, so the (G, H, N, N) logits never pass
 through memory; with AVX-512 or AVX2/FMA (the widest the CPU has, chosen at run time) it is
-several times faster than the reference on XLA:CPU. It computes in float32 only. The backward pass recomputes the reference under
-``jax.vjp``, so gradients are the reference's exactly; only the forward values differ, by float
+several times faster than the reference on XLA:CPU. It computes in float32 only. The backward
+pass recomputes the reference under ``jax.vjp``, so gradients are the reference's exactly; only the forward values differ, by float
 rounding (a few ulps).
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 
 import jax
@@ -26,22 +25,9 @@ _HANDLERS = {"ov2seg_window_attention_cpu_forward_f32": "WindowAttentionForwardF
 FFI_TARGETS: tuple[str, ...] = tuple(_HANDLERS)
 
 
-# Code paths of the handler (its `path` attribute); "auto" is the widest this CPU runs.
-PATHS: dict[str, int] = {"auto": 0, "portable": 1, "avx2": 2, "avx512": 3}
-
-
 def is_available() -> bool:
     """Whether the native library is built (registering its handlers; CPU backend only)."""
     return library.register(tuple(_HANDLERS.items()))
-
-
-def cpu_paths() -> tuple[str, ...]:
-    """The code paths this CPU runs (besides "auto"): "portable" always, then "avx2" and
-    "avx512" where the CPU has them (head widths permitting); () when the library is not built."""
-    if not is_available():
-        return ()
-    bits = int(library.function("Ov2segWindowAttentionPaths", ctypes.c_int64)())
-    return tuple(name for name, bit in (("portable", 1), ("avx2", 2), ("avx512", 4)) if bits & bit)
 
 
 def _forward(qkv, bias, mask, scale: float, path: str):
@@ -53,7 +39,7 @@ def _forward(qkv, bias, mask, scale: float, path: str):
         jax.ShapeDtypeStruct((g, n, heads, d), jnp.float32),
         vmap_method="sequential",
     )
-    return call(qkv, bias, mask, scale=np.float32(scale), path=np.int64(PATHS[path]))
+    return call(qkv, bias, mask, scale=np.float32(scale), path=library.path_attr(path))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -85,8 +71,9 @@ def window_attention_cpu(
 ) -> jax.Array:
     """The core through the native handler (no input checks; see the package's API).
 
-    ``path``: "auto" (the widest vector path this CPU runs), or one of :data:`PATHS` to run
-    that path alone (for tests; one this CPU lacks fails when the program runs).
+    ``path``: "auto" (the widest vector path this CPU runs and the head width fits), or one of
+    :data:`kernels.native_library.CPU_PATHS` alone (for tests; one that cannot run here fails
+    when the program runs).
     Returns (G, N, H, D) in ``qkv``'s dtype.
     """
     if not is_available():

@@ -459,6 +459,45 @@ def test_native_cpu_library_is_built() -> None:
     )
 
 
+# OV2Seg's levels with enough queries to fill the vector loops, and a head width (8) that the
+# loops read at run time instead of as a constant.
+_PATH_SHAPES = (
+    encoder_shape("ov2seg_levels_64_queries", 480, 864, batch=1, num_queries=64),
+    _SHAPES["four_levels_batch2"],
+)
+
+
+@pytest.mark.parametrize("path", ["avx2", "avx512"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", _PATH_SHAPES, ids=[s.name for s in _PATH_SHAPES])
+def test_native_code_paths_agree_bit_for_bit(shape: MSDAShape, dtype: str, path: str) -> None:
+    """Each vector build of the native loops gives the portable build's bits, forward and all
+    three gradients (one output channel per lane, the same products in the same order)."""
+    if path not in native_library.cpu_paths():
+        pytest.skip(f"this CPU does not run the {path} path")
+    value, locations, weights = (a.astype(dtype) for a in make_inputs(shape, seed=5))
+    cotangent = np.random.default_rng(6).standard_normal(shape.output_shape).astype(dtype)
+
+    def run(which: str):
+        def core(v, loc, w):
+            return cpu_native.ms_deform_attn_cpu(v, shape.spatial_shapes, loc, w, path=which)
+
+        with jax.enable_x64(dtype == "float64"):
+            out, vjp = jax.vjp(core, *map(jnp.asarray, (value, locations, weights)))
+            return [np.asarray(x) for x in (out, *vjp(jnp.asarray(cotangent)))]
+
+    for name, got, want in zip(("output", *_TENSORS[1:]), run(path), run("portable"), strict=True):
+        assert got.dtype == np.dtype(dtype), name
+        np.testing.assert_array_equal(got, want, err_msg=f"{path} vs portable: {name}")
+
+
+def test_unknown_native_path_is_rejected() -> None:
+    """A path name that is not one is a ValueError naming the choices."""
+    value, locations, weights = make_inputs(_SMALL)
+    with pytest.raises(ValueError, match="unknown native code path 'sse9'"):
+        cpu_native.ms_deform_attn_cpu(value, _SMALL.spatial_shapes, locations, weights, path="sse9")
+
+
 def test_implementation_names(monkeypatch: pytest.MonkeyPatch) -> None:
     """CPU runs every implementation (Pallas in interpret mode) and "auto" is the native core
     there; on a GPU/TPU "auto" is a kernel only on a device kind where it was validated, else the

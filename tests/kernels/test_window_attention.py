@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kernels import native_library
 from kernels.window_attention import (
     available_implementations,
     resolve_implementation,
@@ -69,16 +70,16 @@ def test_native_forward_equals_reference(case: str, masked: bool, path: str) -> 
     """Every code path this CPU runs, on every case (a vector path skips head widths it does
     not take: "auto" then falls back to the next one)."""
     d = CASES[case][4]
-    if path != "auto" and path not in cpu_native.cpu_paths():
+    if path != "auto" and path not in native_library.cpu_paths():
         pytest.skip(f"this CPU does not run the {path} path")
     if (path == "avx512" and d % 16) or (path == "avx2" and d % 8):
         pytest.skip(f"the {path} path does not take head width {d}")
     qkv, bias, mask, scale = _inputs(case, masked=masked)
     mask = None if mask is None else jnp.asarray(mask)
     want = window_attention_reference(qkv, bias, mask, scale)
-    got = jax.jit(
-        lambda a, b, m: cpu_native.window_attention_cpu(a, b, m, scale, path=path)
-    )(qkv, bias, mask)
+    got = jax.jit(lambda a, b, m: cpu_native.window_attention_cpu(a, b, m, scale, path=path))(
+        qkv, bias, mask
+    )
     assert got.shape == want.shape == (qkv.shape[0], qkv.shape[1], qkv.shape[3], qkv.shape[4])
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOL)
 

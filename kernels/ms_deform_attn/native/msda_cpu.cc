@@ -12,6 +12,10 @@
 // whose top-left neighbour lies outside [-1, W-1] x [-1, H-1] (or is not finite) contributes
 // nothing and receives zero gradients. Build with -ffp-contract=off so the coordinate rounds as in
 // the reference.
+//
+// The loops (msda_units.inc) are compiled three times, for SSE2, AVX2 and AVX-512, and the widest
+// this CPU runs is chosen at run time (the `path` attribute picks one, for tests); the paths give
+// bit-identical results.
 
 #include <algorithm>
 #include <cmath>
@@ -20,7 +24,14 @@
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
+#include "native/cpu_features.h"
 #include "native/parallel_for.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define OV2SEG_X86 1
+#else
+#define OV2SEG_X86 0
+#endif
 
 namespace ffi = xla::ffi;
 
@@ -107,163 +118,88 @@ inline int64_t Channels(const Problem& pr) {
   return kD > 0 ? kD : pr.d;
 }
 
-template <typename T, int kD>
-void ForwardUnit(const Problem& pr, const Tensors<T>& t, int64_t n, int64_t m) {
-  const int64_t D = Channels<kD>(pr), M = pr.m, L = pr.l, P = pr.p, Lq = pr.lq, S = pr.s;
-  constexpr int64_t kStack = kD > 0 ? kD : 1;
-  T stack_acc[kStack];
-  std::vector<T> heap_acc(kD > 0 ? 0 : D);
-  T* acc = kD > 0 ? stack_acc : heap_acc.data();
-  const T* v_nm = t.value + (n * S * M + m) * D;  // pixel s of this (n, m) at v_nm[s * M * D]
-  for (int64_t q = 0; q < Lq; ++q) {
-    for (int64_t c = 0; c < D; ++c) acc[c] = T(0);
-    const int64_t base = ((n * Lq + q) * M + m) * L * P;
-    for (int64_t lvl = 0; lvl < L; ++lvl) {
-      const int64_t H = pr.heights[lvl], W = pr.widths[lvl];
-      const T* v_level = v_nm + pr.starts[lvl] * M * D;
-      for (int64_t pt = 0; pt < P; ++pt) {
-        const int64_t idx = base + lvl * P + pt;
-        const Taps<T> tap = SampleTaps<T>(t.locations[2 * idx], t.locations[2 * idx + 1], H, W);
-        if (!tap.inside) continue;
-        const T a = t.weights[idx];
-        const T gx[2] = {T(1) - tap.fx, tap.fx};
-        const T gy[2] = {T(1) - tap.fy, tap.fy};
-        for (int dy = 0; dy < 2; ++dy) {
-          const int64_t yi = tap.y0 + dy;
-          if (yi < 0 || yi >= H) continue;
-          for (int dx = 0; dx < 2; ++dx) {
-            const int64_t xi = tap.x0 + dx;
-            if (xi < 0 || xi >= W) continue;
-            const T w = gy[dy] * gx[dx] * a;
-            const T* __restrict__ row = v_level + (yi * W + xi) * M * D;
-            for (int64_t c = 0; c < D; ++c) acc[c] += w * row[c];
-          }
-        }
-      }
-    }
-    T* out = t.output + ((n * Lq + q) * M + m) * D;
-    for (int64_t c = 0; c < D; ++c) out[c] = acc[c];
+// The units, once per code path: the same loops compiled for each instruction set.
+namespace portable {
+#include "ms_deform_attn/native/msda_units.inc"
+}  // namespace portable
+
+#if OV2SEG_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "ms_deform_attn/native/msda_units.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+namespace avx512 {
+#include "ms_deform_attn/native/msda_units.inc"
+}  // namespace avx512
+#pragma GCC pop_options
+#endif
+
+// Runs the forward (or backward) units of code path `path` (kBestPath: the widest this CPU runs).
+template <typename T, bool kBackward>
+void RunPath(int64_t path, ffi::ThreadPool& pool, const Problem& pr, const Tensors<T>& t) {
+  using ov2seg_native::CpuRuns;
+  if (path == ov2seg_native::kBestPath) {
+    path = CpuRuns(ov2seg_native::kAvx512Path) ? ov2seg_native::kAvx512Path
+           : CpuRuns(ov2seg_native::kAvx2Path) ? ov2seg_native::kAvx2Path
+                                                : ov2seg_native::kPortablePath;
   }
+#if OV2SEG_X86
+  if (path == ov2seg_native::kAvx512Path) {
+    return kBackward ? avx512::RunBackward(pool, pr, t) : avx512::RunForward(pool, pr, t);
+  }
+  if (path == ov2seg_native::kAvx2Path) {
+    return kBackward ? avx2::RunBackward(pool, pr, t) : avx2::RunForward(pool, pr, t);
+  }
+#endif
+  return kBackward ? portable::RunBackward(pool, pr, t) : portable::RunForward(pool, pr, t);
 }
 
-template <typename T, int kD>
-void BackwardUnit(const Problem& pr, const Tensors<T>& t, int64_t n, int64_t m) {
-  const int64_t D = Channels<kD>(pr), M = pr.m, L = pr.l, P = pr.p, Lq = pr.lq, S = pr.s;
-  const T* v_nm = t.value + (n * S * M + m) * D;
-  T* gv_nm = t.grad_value + (n * S * M + m) * D;
-  for (int64_t s = 0; s < S; ++s) std::fill(gv_nm + s * M * D, gv_nm + s * M * D + D, T(0));
-  for (int64_t q = 0; q < Lq; ++q) {
-    const T* __restrict__ g = t.grad_output + ((n * Lq + q) * M + m) * D;
-    const int64_t base = ((n * Lq + q) * M + m) * L * P;
-    for (int64_t lvl = 0; lvl < L; ++lvl) {
-      const int64_t H = pr.heights[lvl], W = pr.widths[lvl];
-      const int64_t offset = pr.starts[lvl] * M * D;
-      for (int64_t pt = 0; pt < P; ++pt) {
-        const int64_t idx = base + lvl * P + pt;
-        const Taps<T> tap = SampleTaps<T>(t.locations[2 * idx], t.locations[2 * idx + 1], H, W);
-        if (!tap.inside) {
-          t.grad_locations[2 * idx] = T(0);
-          t.grad_locations[2 * idx + 1] = T(0);
-          t.grad_weights[idx] = T(0);
-          continue;
-        }
-        const T a = t.weights[idx];
-        const T gx[2] = {T(1) - tap.fx, tap.fx};
-        const T gy[2] = {T(1) - tap.fy, tap.fy};
-        T dots[2][2] = {{T(0), T(0)}, {T(0), T(0)}};
-        T grad_a = T(0);
-        for (int dy = 0; dy < 2; ++dy) {
-          const int64_t yi = tap.y0 + dy;
-          if (yi < 0 || yi >= H) continue;
-          for (int dx = 0; dx < 2; ++dx) {
-            const int64_t xi = tap.x0 + dx;
-            if (xi < 0 || xi >= W) continue;
-            const int64_t at = offset + (yi * W + xi) * M * D;
-            const T* __restrict__ row = v_nm + at;
-            T* __restrict__ grow = gv_nm + at;
-            const T w = gy[dy] * gx[dx];
-            const T wa = w * a;
-            T dot = T(0);
-            for (int64_t c = 0; c < D; ++c) {
-              dot += g[c] * row[c];
-              grow[c] += wa * g[c];
-            }
-            dots[dy][dx] = dot;
-            grad_a += w * dot;
-          }
-        }
-        const T d_fx = gy[0] * (dots[0][1] - dots[0][0]) + gy[1] * (dots[1][1] - dots[1][0]);
-        const T d_fy = gx[0] * (dots[1][0] - dots[0][0]) + gx[1] * (dots[1][1] - dots[0][1]);
-        t.grad_locations[2 * idx] = a * d_fx * T(W);
-        t.grad_locations[2 * idx + 1] = a * d_fy * T(H);
-        t.grad_weights[idx] = grad_a;
-      }
-    }
-  }
-}
-
-// Runs Unit<T, kD>(pr, t, n, m) over every (n, m), with kD = D for the usual head widths.
-template <typename T, template <typename, int> class Unit>
-void RunUnits(ffi::ThreadPool& pool, const Problem& pr, const Tensors<T>& t) {
-  auto run = [&](auto body) {
-    ParallelFor(pool, pr.n * pr.m, [&](int64_t unit) { body(pr, t, unit / pr.m, unit % pr.m); });
-  };
-  switch (pr.d) {
-    case 32: run(Unit<T, 32>::Run); break;
-    case 64: run(Unit<T, 64>::Run); break;
-    default: run(Unit<T, 0>::Run); break;
-  }
-}
-
-template <typename T, int kD>
-struct ForwardOp {
-  static void Run(const Problem& pr, const Tensors<T>& t, int64_t n, int64_t m) {
-    ForwardUnit<T, kD>(pr, t, n, m);
-  }
-};
-
-template <typename T, int kD>
-struct BackwardOp {
-  static void Run(const Problem& pr, const Tensors<T>& t, int64_t n, int64_t m) {
-    BackwardUnit<T, kD>(pr, t, n, m);
-  }
-};
-
-// Reads the problem from the inputs' shapes and the level attributes, then runs Unit over it.
-template <typename T, template <typename, int> class Unit, ffi::DataType DT>
+// Reads the problem from the inputs' shapes and the level attributes, then runs the forward (or
+// backward) units of `path` over it.
+template <typename T, bool kBackward, ffi::DataType DT>
 ffi::Error Launch(ffi::ThreadPool& pool, const ffi::Buffer<DT>& value,
                   const ffi::Buffer<DT>& locations, ffi::Span<const int64_t> heights,
-                  ffi::Span<const int64_t> widths, const Tensors<T>& t) {
+                  ffi::Span<const int64_t> widths, int64_t path, const Tensors<T>& t) {
   Problem pr;
   if (auto err = ReadProblem(value.dimensions(), locations.dimensions(), heights, widths, &pr);
       !err.success()) {
     return err;
   }
-  RunUnits<T, Unit>(pool, pr, t);
+  if (path != ov2seg_native::kBestPath && !ov2seg_native::CpuRuns(path)) {
+    return ffi::Error::InvalidArgument(
+        "msda_cpu: the requested code path does not run on this CPU");
+  }
+  RunPath<T, kBackward>(path, pool, pr, t);
   return ffi::Error::Success();
 }
 
 template <ffi::DataType DT>
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT> locations,
                    ffi::Buffer<DT> weights, ffi::Span<const int64_t> heights,
-                   ffi::Span<const int64_t> widths, ffi::ResultBuffer<DT> output) {
+                   ffi::Span<const int64_t> widths, int64_t path, ffi::ResultBuffer<DT> output) {
   using T = ffi::NativeType<DT>;
   Tensors<T> t{value.typed_data(), locations.typed_data(), weights.typed_data(), nullptr,
                output->typed_data(), nullptr, nullptr, nullptr};
-  return Launch<T, ForwardOp>(pool, value, locations, heights, widths, t);
+  return Launch<T, false>(pool, value, locations, heights, widths, path, t);
 }
 
 template <ffi::DataType DT>
 ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT> locations,
                     ffi::Buffer<DT> weights, ffi::Buffer<DT> grad_output,
                     ffi::Span<const int64_t> heights, ffi::Span<const int64_t> widths,
-                    ffi::ResultBuffer<DT> grad_value, ffi::ResultBuffer<DT> grad_locations,
+                    int64_t path, ffi::ResultBuffer<DT> grad_value,
+                    ffi::ResultBuffer<DT> grad_locations,
                     ffi::ResultBuffer<DT> grad_weights) {
   using T = ffi::NativeType<DT>;
   Tensors<T> t{value.typed_data(),      locations.typed_data(),      weights.typed_data(),
                grad_output.typed_data(), nullptr,                     grad_value->typed_data(),
                grad_locations->typed_data(), grad_weights->typed_data()};
-  return Launch<T, BackwardOp>(pool, value, locations, heights, widths, t);
+  return Launch<T, true>(pool, value, locations, heights, widths, path, t);
 }
 
 }  // namespace
@@ -277,6 +213,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT>
                                     .Arg<ffi::Buffer<DT>>()           \
                                     .Attr<ffi::Span<const int64_t>>("heights") \
                                     .Attr<ffi::Span<const int64_t>>("widths")  \
+                                    .Attr<int64_t>("path")           \
                                     .Ret<ffi::Buffer<DT>>());
 
 #define MSDA_BACKWARD(NAME, DT)                                       \
@@ -289,6 +226,7 @@ ffi::Error Backward(ffi::ThreadPool pool, ffi::Buffer<DT> value, ffi::Buffer<DT>
                                     .Arg<ffi::Buffer<DT>>()           \
                                     .Attr<ffi::Span<const int64_t>>("heights") \
                                     .Attr<ffi::Span<const int64_t>>("widths")  \
+                                    .Attr<int64_t>("path")           \
                                     .Ret<ffi::Buffer<DT>>()           \
                                     .Ret<ffi::Buffer<DT>>()           \
                                     .Ret<ffi::Buffer<DT>>());

@@ -216,11 +216,6 @@ OV2SEG_AVX512 void UnitBody(const Problem& pr, int64_t g, int64_t h, Scratch& sc
 
 }  // namespace
 
-bool HasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && HasAvx2();
-  return has;
-}
-
 void UnitAvx512(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
   PackAvx2(pr, g, h, sc);  // q, v and k^T (the 8 x 8 transposes serve here too)
   UnitBody(pr, g, h, sc);

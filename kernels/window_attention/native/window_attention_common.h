@@ -84,10 +84,9 @@ inline void TransposeKTail(const Problem& pr, int64_t g, int64_t h, int64_t i0, 
     for (int64_t c = 0; c < d; ++c) sc.kt[c * pr.np + i] = base[i * row + c];
 }
 
-// The vector paths (x86-64 only; each is defined where it is compiled for its instruction set).
-// PackAvx2 packs q, v and k^T (by 8 x 8 register transposes; head width a multiple of 8).
-bool HasAvx2();
-bool HasAvx512();
+// The vector paths (x86-64 only; each is defined where it is compiled for its instruction set;
+// ov2seg_native::CpuRuns says whether this CPU runs one). PackAvx2 packs q, v and k^T (by 8 x 8
+// register transposes; head width a multiple of 8).
 void PackAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc);
 void UnitAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc);
 void UnitAvx512(const Problem& pr, int64_t g, int64_t h, Scratch& sc);

@@ -25,6 +25,7 @@
 #include <cstring>
 #include <vector>
 
+#include "native/cpu_features.h"
 #include "native/parallel_for.h"
 #include "window_attention/native/window_attention_common.h"
 #include "xla/ffi/api/ffi.h"
@@ -347,15 +348,9 @@ OV2SEG_AVX2 void UnitAvx2Body(const Problem& pr, int64_t g, int64_t h, Scratch& 
 }  // namespace
 
 #if OV2SEG_X86
-bool HasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
 void PackAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) { PackKAvx2(pr, g, h, sc); }
 void UnitAvx2(const Problem& pr, int64_t g, int64_t h, Scratch& sc) { UnitAvx2Body(pr, g, h, sc); }
 #else
-bool HasAvx2() { return false; }
-bool HasAvx512() { return false; }
 void PackAvx2(const Problem&, int64_t, int64_t, Scratch&) {}
 void UnitAvx2(const Problem&, int64_t, int64_t, Scratch&) {}
 void UnitAvx512(const Problem&, int64_t, int64_t, Scratch&) {}
@@ -363,16 +358,15 @@ void UnitAvx512(const Problem&, int64_t, int64_t, Scratch&) {}
 
 namespace {
 
-// Values of the handler's `path` attribute.
-enum Path : int64_t { kBest = 0, kPortable = 1, kAvx2 = 2, kAvx512 = 3 };
+using ov2seg_native::kAvx2Path;
+using ov2seg_native::kAvx512Path;
+using ov2seg_native::kBestPath;
+using ov2seg_native::kPortablePath;
 
+// Whether `path` runs here: the CPU has it and the head width fits its vectors.
 bool PathRuns(int64_t path, const Problem& pr) {
-  switch (path) {
-    case kPortable: return true;
-    case kAvx2: return HasAvx2() && pr.d % 8 == 0;
-    case kAvx512: return HasAvx512() && pr.d % 16 == 0;
-    default: return false;
-  }
+  const int64_t width = path == kAvx512Path ? 16 : path == kAvx2Path ? 8 : 1;
+  return ov2seg_native::CpuRuns(path) && pr.d % width == 0;
 }
 
 
@@ -393,14 +387,15 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<
       (pr.windows && pr.g % pr.windows)) {
     return ffi::Error::InvalidArgument("window_attention_cpu: bias/mask do not match qkv");
   }
-  if (path == kBest) {
-    path = PathRuns(kAvx512, pr) ? kAvx512 : PathRuns(kAvx2, pr) ? kAvx2 : kPortable;
+  if (path == kBestPath) {
+    path = PathRuns(kAvx512Path, pr) ? kAvx512Path : PathRuns(kAvx2Path, pr) ? kAvx2Path
+                                                                           : kPortablePath;
   } else if (!PathRuns(path, pr)) {
     return ffi::Error::InvalidArgument(
         "window_attention_cpu: the requested code path does not run on this CPU or head width");
   }
   void (*unit_fn)(const Problem&, int64_t, int64_t, Scratch&) =
-      path == kAvx512 ? UnitAvx512 : path == kAvx2 ? UnitAvx2 : UnitPortable;
+      path == kAvx512Path ? UnitAvx512 : path == kAvx2Path ? UnitAvx2 : UnitPortable;
   ParallelFor(pool, pr.g * pr.h, [&](int64_t unit) {
     thread_local Scratch sc;
     sc.Fit(pr);
@@ -411,12 +406,6 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<
 
 }  // namespace
 }  // namespace ov2seg_window_attention
-
-// Which code paths this CPU runs, as bits (1: portable, 2: AVX2/FMA, 4: AVX-512), for the tests.
-extern "C" int64_t Ov2segWindowAttentionPaths() {
-  using namespace ov2seg_window_attention;
-  return 1 | (HasAvx2() ? 2 : 0) | (HasAvx512() ? 4 : 0);
-}
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(WindowAttentionForwardF32, ov2seg_window_attention::Forward,
                               ffi::Ffi::Bind()
