@@ -46,6 +46,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kernels import native_library  # noqa: E402
 from kernels.ms_deform_attn import ms_deform_attn  # noqa: E402
 from kernels.ms_deform_attn.api import resolve_implementation  # noqa: E402
 from kernels.ms_deform_attn.shapes import MSDAShape, encoder_levels, make_inputs  # noqa: E402
@@ -263,6 +264,7 @@ def main(argv=None) -> int:
             f"device: {dev.platform} {dev.device_kind}; host {platform.processor() or platform.machine()}"
             f", {os.cpu_count()} CPUs; jax {jax.__version__}; load average {os.getloadavg()[0]:.1f}"
             f"; glibc malloc: {host_allocator.STATE}"
+            f"; native kernels' widest path: {(native_library.cpu_paths() or ('not built',))[-1]}"
         )
         print(" ".join(_header(title, fmt) for _, title, fmt in COLUMNS))
     for name in args.models.split(","):

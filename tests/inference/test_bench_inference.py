@@ -1,5 +1,5 @@
 """scripts/bench_inference.py on the tiny config: the table's header says how glibc malloc is set
-up, and the row holds a measured time and memory."""
+up and which vector path the native kernels take, and the row holds a measured time and memory."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+
+from kernels import native_library
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,7 +41,9 @@ def test_bench_inference_total_row_and_allocator_header(tmp_path):
     header, _, row = proc.stdout.strip().splitlines()[-3:]
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     expected = "keeps freed memory" if glibc else "left as is (not glibc)"
-    assert header.endswith(f"glibc malloc: {expected}"), header
+    assert f"glibc malloc: {expected};" in header, header
+    widest = (native_library.cpu_paths() or ("not built",))[-1]
+    assert header.endswith(f"native kernels' widest path: {widest}"), header
     cells = row.split()  # model, T x H x W, msda, total s/f, 5 parts, RSS GB, ...
     assert cells[:2] == ["configs/tiny.py", "2x64x64"], row
     total, rss = float(cells[3]), float(cells[9])
