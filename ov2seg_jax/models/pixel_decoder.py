@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from kernels.ms_deform_attn import ms_deform_attn
+from ov2seg_jax.models.conv import conv
 from ov2seg_jax.models.initializers import (
     c2_xavier_fill,
     constant_array,
@@ -213,7 +214,7 @@ class PixelDecoder(nn.Module):
         srcs, shapes = [], []
         for i, name in enumerate(reversed(self.transformer_in_features)):
             x = features[name].astype(jnp.float32)
-            x = nn.Conv(
+            x = conv(
                 self.conv_dim,
                 (1, 1),
                 dtype=self.dtype,
@@ -264,7 +265,7 @@ class PixelDecoder(nn.Module):
         # but applied coarse-to-fine.
         for k in reversed(range(len(fpn_inputs))):
             x = features[fpn_inputs[k]].astype(jnp.float32)
-            lateral = nn.Conv(
+            lateral = conv(
                 self.conv_dim,
                 (1, 1),
                 use_bias=False,
@@ -274,7 +275,7 @@ class PixelDecoder(nn.Module):
             )(x)
             lateral = group_norm(32, f"adapter_{k + 1}_norm", self.dtype)(lateral)
             y = lateral + resize_bilinear(outs[-1], lateral.shape[1:3])
-            y = nn.Conv(
+            y = conv(
                 self.conv_dim,
                 (3, 3),
                 padding=((1, 1), (1, 1)),
@@ -285,7 +286,7 @@ class PixelDecoder(nn.Module):
             )(y)
             y = nn.relu(group_norm(32, f"layer_{k + 1}_norm", self.dtype)(y))
             outs.append(y)
-        mask_features = nn.Conv(
+        mask_features = conv(
             self.mask_dim,
             (1, 1),
             dtype=self.dtype,

@@ -14,13 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ov2seg_jax.models.conv import conv
 from ov2seg_jax.models.initializers import kaiming_normal_fan_out
 from ov2seg_jax.models.norm import FrozenBatchNorm
 
 
 def _conv(features: int, kernel: int, stride: int, name: str, dtype) -> nn.Conv:
     pad = kernel // 2
-    return nn.Conv(
+    return conv(
         features,
         (kernel, kernel),
         strides=(stride, stride),
