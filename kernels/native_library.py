@@ -47,8 +47,14 @@ def cpu_paths() -> tuple[str, ...]:
         return ()
     probe = library.Ov2segCpuPaths
     probe.restype, probe.argtypes = ctypes.c_int64, []
-    bits = int(probe())
-    return tuple(name for name, bit in (("portable", 1), ("avx2", 2), ("avx512", 4)) if bits & bit)
+    bits = int(probe())  # bit (code - 1) of each path's CPU_PATHS code
+    return tuple(name for name, code in CPU_PATHS.items() if code and bits >> (code - 1) & 1)
+
+
+def widest_cpu_path() -> str:
+    """The path "auto" takes for a kernel without conditions of its own ("not built" when the
+    library is missing), for reports."""
+    return (cpu_paths() or ("not built",))[-1]
 
 
 def path_attr(path: str) -> np.int64:

@@ -264,7 +264,7 @@ def main(argv=None) -> int:
             f"device: {dev.platform} {dev.device_kind}; host {platform.processor() or platform.machine()}"
             f", {os.cpu_count()} CPUs; jax {jax.__version__}; load average {os.getloadavg()[0]:.1f}"
             f"; glibc malloc: {host_allocator.STATE}"
-            f"; native kernels' widest path: {(native_library.cpu_paths() or ('not built',))[-1]}"
+            f"; native kernels' widest path: {native_library.widest_cpu_path()}"
         )
         print(" ".join(_header(title, fmt) for _, title, fmt in COLUMNS))
     for name in args.models.split(","):

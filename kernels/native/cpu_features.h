@@ -33,6 +33,13 @@ inline bool CpuRuns(int64_t path) {
   }
 }
 
+// The widest path for which `runs(path)` holds, trying AVX-512, then AVX2, then the portable
+// loops (which always run). `runs` is CpuRuns, or CpuRuns plus a kernel's own conditions.
+template <typename Runs>
+int64_t WidestPath(Runs runs) {
+  return runs(kAvx512Path) ? kAvx512Path : runs(kAvx2Path) ? kAvx2Path : kPortablePath;
+}
+
 }  // namespace ov2seg_native
 
 #endif  // OV2SEG_KERNELS_NATIVE_CPU_FEATURES_H_

@@ -4,8 +4,8 @@
 cache and the logits living only in a block of rows, so the (G, H, N, N) logits never pass
 through memory; with AVX-512 or AVX2/FMA (the widest the CPU has, chosen at run time) it is
 several times faster than the reference on XLA:CPU. It computes in float32 only. The backward
-pass recomputes the reference under ``jax.vjp``, so gradients are the reference's exactly; only the forward values differ, by float
-rounding (a few ulps).
+pass recomputes the reference under ``jax.vjp``, so gradients are the reference's exactly; only
+the forward values differ, by float rounding (a few ulps).
 """
 
 from __future__ import annotations

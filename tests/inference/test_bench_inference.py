@@ -42,7 +42,7 @@ def test_bench_inference_total_row_and_allocator_header(tmp_path):
     glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     expected = "keeps freed memory" if glibc else "left as is (not glibc)"
     assert f"glibc malloc: {expected};" in header, header
-    widest = (native_library.cpu_paths() or ("not built",))[-1]
+    widest = native_library.widest_cpu_path()
     assert header.endswith(f"native kernels' widest path: {widest}"), header
     cells = row.split()  # model, T x H x W, msda, total s/f, 5 parts, RSS GB, ...
     assert cells[:2] == ["configs/tiny.py", "2x64x64"], row

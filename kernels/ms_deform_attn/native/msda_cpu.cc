@@ -142,12 +142,7 @@ namespace avx512 {
 // Runs the forward (or backward) units of code path `path` (kBestPath: the widest this CPU runs).
 template <typename T, bool kBackward>
 void RunPath(int64_t path, ffi::ThreadPool& pool, const Problem& pr, const Tensors<T>& t) {
-  using ov2seg_native::CpuRuns;
-  if (path == ov2seg_native::kBestPath) {
-    path = CpuRuns(ov2seg_native::kAvx512Path) ? ov2seg_native::kAvx512Path
-           : CpuRuns(ov2seg_native::kAvx2Path) ? ov2seg_native::kAvx2Path
-                                                : ov2seg_native::kPortablePath;
-  }
+  if (path == ov2seg_native::kBestPath) path = ov2seg_native::WidestPath(ov2seg_native::CpuRuns);
 #if OV2SEG_X86
   if (path == ov2seg_native::kAvx512Path) {
     return kBackward ? avx512::RunBackward(pool, pr, t) : avx512::RunForward(pool, pr, t);

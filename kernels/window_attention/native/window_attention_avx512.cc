@@ -59,34 +59,41 @@ OV2SEG_AVX512 inline float HorizontalSum(__m512 v) {
   return _mm512_cvtss_f32(v);
 }
 
-// s[r][col : col + 16V] = q[r] . k^T[:, col : col + 16V] for R rows (R * V accumulators, which
-// the fully unrolled loops keep in registers).
+// acc[r][u] = sum over j < k of a[r * a_row + j] * b[j * b_step + 16 u], for R rows of `a` and V
+// vectors of `b` (R * V accumulators, which the fully unrolled loops keep in registers). Both
+// products of a unit are this tile: logits (a = q, b = k^T) and output rows (a = exp, b = v).
 template <int R, int V>
-OV2SEG_AVX512 inline void LogitTile(const Problem& pr, const float* q, const float* kt, float* s,
-                                    int64_t col) {
-  static_assert(R >= 1 && R <= 4 && V >= 1 && V <= 6, "tile too large for 32 registers");
-  const int64_t d = pr.d, np = pr.np;
-  __m512 acc[R][V];
-#pragma GCC unroll 4
+OV2SEG_AVX512 inline void FmaTile(const float* a, int64_t a_row, const float* b, int64_t b_step,
+                                  int64_t k, __m512 (&acc)[R][V]) {
+  static_assert(R >= 1 && R <= 8 && V >= 1 && R * V <= 24, "tile too large for 32 registers");
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 6
     for (int u = 0; u < V; ++u) acc[r][u] = _mm512_setzero_ps();
-  const float* k = kt + col;
-  for (int64_t c = 0; c < d; ++c, k += np) {
+  for (int64_t j = 0; j < k; ++j, b += b_step) {
     __m512 x[V];
 #pragma GCC unroll 6
-    for (int u = 0; u < V; ++u) x[u] = _mm512_loadu_ps(k + 16 * u);
-#pragma GCC unroll 4
+    for (int u = 0; u < V; ++u) x[u] = _mm512_loadu_ps(b + 16 * u);
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const __m512 b = _mm512_set1_ps(q[r * d + c]);
+      const __m512 w = _mm512_set1_ps(a[r * a_row + j]);
 #pragma GCC unroll 6
-      for (int u = 0; u < V; ++u) acc[r][u] = _mm512_fmadd_ps(b, x[u], acc[r][u]);
+      for (int u = 0; u < V; ++u) acc[r][u] = _mm512_fmadd_ps(w, x[u], acc[r][u]);
     }
   }
+}
+
+// s[r][col : col + 16V] = q[r] . k^T[:, col : col + 16V] for R rows.
+template <int R, int V>
+OV2SEG_AVX512 inline void LogitTile(const Problem& pr, const float* q, const float* kt, float* s,
+                                    int64_t col) {
+  static_assert(R <= 4 && V <= 6, "logit tiles are at most 4 x 6 vectors");
+  __m512 acc[R][V];
+  FmaTile<R, V>(q, pr.d, kt + col, pr.np, pr.d, acc);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 6
-    for (int u = 0; u < V; ++u) _mm512_storeu_ps(s + r * np + col + 16 * u, acc[r][u]);
+    for (int u = 0; u < V; ++u) _mm512_storeu_ps(s + r * pr.np + col + 16 * u, acc[r][u]);
 }
 
 template <int R>
@@ -139,25 +146,10 @@ OV2SEG_AVX512 float SoftmaxRow(const Problem& pr, const float* b, const float* m
 template <int R, int V>
 OV2SEG_AVX512 inline void OutputTile(const Problem& pr, const float* p, const float* inv,
                                      const float* v, float* o, int64_t col) {
-  static_assert(R >= 1 && R <= 8 && V >= 1 && V <= 2, "tile too large for 32 registers");
-  const int64_t n = pr.n, d = pr.d, np = pr.np, stride = pr.h * pr.d;
+  static_assert(V <= 2, "output tiles are at most 8 x 2 vectors");
+  const int64_t stride = pr.h * pr.d;  // between the output rows of consecutive tokens
   __m512 acc[R][V];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 2
-    for (int u = 0; u < V; ++u) acc[r][u] = _mm512_setzero_ps();
-  const float* vj = v + col;
-  for (int64_t j = 0; j < n; ++j, vj += d) {
-    __m512 x[V];
-#pragma GCC unroll 2
-    for (int u = 0; u < V; ++u) x[u] = _mm512_loadu_ps(vj + 16 * u);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 b = _mm512_set1_ps(p[r * np + j]);
-#pragma GCC unroll 2
-      for (int u = 0; u < V; ++u) acc[r][u] = _mm512_fmadd_ps(b, x[u], acc[r][u]);
-    }
-  }
+  FmaTile<R, V>(p, pr.np, v + col, pr.d, pr.n, acc);
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const __m512 scale = _mm512_set1_ps(inv[r]);

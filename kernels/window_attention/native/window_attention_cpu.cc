@@ -50,7 +50,6 @@ void Pack(const Problem& pr, int64_t g, int64_t h, Scratch& sc) {
   TransposeKTail(pr, g, h, 0, sc);
 }
 
-
 // Logits rows [i0, i0 + rows) plus bias and mask, then softmax in place (the first n columns).
 void SoftmaxRowsPortable(const Problem& pr, int64_t g, int64_t h, int64_t i0, int64_t rows,
                          float* s) {
@@ -361,14 +360,12 @@ namespace {
 using ov2seg_native::kAvx2Path;
 using ov2seg_native::kAvx512Path;
 using ov2seg_native::kBestPath;
-using ov2seg_native::kPortablePath;
 
 // Whether `path` runs here: the CPU has it and the head width fits its vectors.
 bool PathRuns(int64_t path, const Problem& pr) {
   const int64_t width = path == kAvx512Path ? 16 : path == kAvx2Path ? 8 : 1;
   return ov2seg_native::CpuRuns(path) && pr.d % width == 0;
 }
-
 
 ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> bias,
                    ffi::Buffer<ffi::F32> mask, float scale, int64_t path,
@@ -388,8 +385,7 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<
     return ffi::Error::InvalidArgument("window_attention_cpu: bias/mask do not match qkv");
   }
   if (path == kBestPath) {
-    path = PathRuns(kAvx512Path, pr) ? kAvx512Path : PathRuns(kAvx2Path, pr) ? kAvx2Path
-                                                                           : kPortablePath;
+    path = ov2seg_native::WidestPath([&](int64_t p) { return PathRuns(p, pr); });
   } else if (!PathRuns(path, pr)) {
     return ffi::Error::InvalidArgument(
         "window_attention_cpu: the requested code path does not run on this CPU or head width");
